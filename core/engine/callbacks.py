@@ -1,0 +1,64 @@
+"""Callbacks the engine ships: metric history and early stopping."""
+
+import copy
+import math
+from typing import Any
+
+import torch
+
+from core.engine.events import Callback, MetricPoint, State
+
+
+class History(Callback):
+    """Keeps every synced metric point (the run's full record)."""
+
+    def __init__(self) -> None:
+        self.points: list[MetricPoint] = []
+
+    def on_metrics(self, state: State) -> None:
+        self.points.extend(state.new_points)
+
+    def series(self, name: str) -> list[float]:
+        return [p.value for p in self.points if p.name == name]
+
+
+class EarlyStopping(Callback):
+    """Stops when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs;
+    optionally restores the best weights at the end."""
+
+    def __init__(self, monitor: str, patience: int, mode: str, min_delta: float, restore_best: bool) -> None:
+        self.monitor, self.patience, self.mode = monitor, patience, mode
+        self.min_delta, self.restore_best = min_delta, restore_best
+        self.best = math.inf if mode == "min" else -math.inf
+        self.best_epoch = 0
+        self.waited = 0
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def improved(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_validation_end(self, state: State) -> None:
+        value = state.epoch_metrics[self.monitor]
+        if self.improved(value):
+            self.best, self.best_epoch, self.waited = value, state.epoch, 0
+            if self.restore_best:
+                self.best_weights = copy.deepcopy(state.model.state_dict())
+            return
+        self.waited += 1
+        if self.waited > self.patience:
+            state.stop(
+                f"early stopping: {self.monitor} has not improved for {self.waited} epochs "
+                f"(best {self.best:.4g} at epoch {self.best_epoch})"
+            )
+
+    def on_fit_end(self, state: State) -> None:
+        if self.restore_best and self.best_weights is not None and state.status != "failed":
+            state.model.load_state_dict(self.best_weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "waited": self.waited}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.waited = state["best"], state["best_epoch"], state["waited"]

@@ -1,0 +1,105 @@
+"""What the notes tell a learner to watch, measured every N steps without a host sync:
+per-layer activation mean / std / saturated / dead fractions, per-weight gradient norms and
+update/weight ratios, and the initial loss against ln(C)."""
+
+import math
+
+import torch
+from torch import nn
+
+from core.engine.events import Callback, State
+from core.engine.trainer import weight_tensors
+from core.nn.activations import ACTIVATIONS
+
+SATURATION_MARGIN = 0.02  # within 2% of the output range from an asymptote counts as saturated
+
+
+def _activation_traits() -> dict[type[nn.Module], tuple[tuple[float, float] | None, bool]]:
+    """Module class → (asymptotes, is a rectifier), read off the activation registry."""
+    traits = {}
+    for name in ACTIVATIONS.names():
+        spec_class = ACTIVATIONS.get(name)
+        traits[type(spec_class().build())] = (spec_class.bounds, spec_class.rectifier)
+    return traits
+
+
+class Diagnostics(Callback):
+    def __init__(self, *, every_n_steps: int, activations: bool, gradients: bool) -> None:
+        self.every = every_n_steps
+        self.activations, self.gradients = activations, gradients
+        self.traits = _activation_traits()
+        self.hooks: list[torch.utils.hooks.RemovableHandle] = []
+        self.named: list[tuple[str, nn.Parameter]] = []
+        self.before_step: list[torch.Tensor] = []
+        self.measuring = False
+
+    def _watch_activations(self, state: State) -> None:
+        for name, module in state.model.named_modules():
+            traits = self.traits.get(type(module))
+            if traits is not None:
+                self.hooks.append(module.register_forward_hook(self._make_hook(state, name, *traits)))
+
+    def _make_hook(self, state: State, layer: str, bounds: tuple[float, float] | None, rectifier: bool):
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            y = output.detach().float()
+            state.record(f"act/{layer}/mean", y.mean())
+            state.record(f"act/{layer}/std", y.std())
+            if bounds is not None:
+                margin = SATURATION_MARGIN * (bounds[1] - bounds[0])
+                state.record(
+                    f"act/{layer}/saturated", ((y < bounds[0] + margin) | (y > bounds[1] - margin)).float().mean()
+                )
+            if rectifier:
+                state.record(f"act/{layer}/dead", (y <= 0).all(dim=0).float().mean())
+
+        return hook
+
+    def _unwatch(self) -> None:
+        for handle in self.hooks:
+            handle.remove()
+        self.hooks = []
+
+    def on_fit_start(self, state: State) -> None:
+        """The initial loss on a first batch (≈ ln C for a well-initialised classifier) and the
+        activations at initialisation."""
+        if state.batch is None:
+            return
+        x, y = state.batch
+        if self.activations:
+            self._watch_activations(state)
+        state.model.eval()
+        with torch.no_grad():
+            output = state.model(x)
+            target_output = output.squeeze(-1) if output.shape[-1] == 1 and y.dim() == 1 else output
+            state.record("init_loss", state.loss_fn(target_output, y))
+        self._unwatch()
+        if state.spec.task == "classification":
+            state.record("init_loss_expected", math.log(output.shape[-1]))
+        elif state.spec.task == "binary":
+            state.record("init_loss_expected", math.log(2.0))
+
+    def on_batch_start(self, state: State) -> None:
+        self.measuring = state.step % self.every == 0
+        if self.measuring and self.activations:
+            self._watch_activations(state)
+
+    def on_after_backward(self, state: State) -> None:
+        self._unwatch()
+        if not (self.measuring and self.gradients):
+            return
+        named = [(n, p) for n, p in weight_tensors(state.model) if p.grad is not None]
+        norms = torch._foreach_norm([p.grad for _, p in named])
+        for (name, _), norm in zip(named, norms, strict=True):
+            state.record(f"grad_norm/{name}", norm)
+        self.before_step = [p.detach().clone() for _, p in named]
+        self.named = named
+
+    def on_step_end(self, state: State) -> None:
+        if not self.before_step:
+            return
+        with torch.no_grad():
+            updates = torch._foreach_norm(torch._foreach_sub([p.detach() for _, p in self.named], self.before_step))
+            weights = torch._foreach_norm(self.before_step)
+        for (name, _), update, weight in zip(self.named, updates, weights, strict=True):
+            state.record(f"update_ratio/{name}", update / weight.clamp_min(1e-12))
+        self.before_step = []

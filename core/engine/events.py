@@ -1,0 +1,85 @@
+"""The training loop's events, its state, and the callback base that subscribes to events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from core.spec.schema import ExperimentSpec
+
+
+class Event(StrEnum):
+    FIT_START = "fit_start"
+    EPOCH_START = "epoch_start"
+    BATCH_START = "batch_start"
+    AFTER_BACKWARD = "after_backward"
+    STEP_END = "step_end"
+    METRICS = "metrics"  # a batch of metric points was synced from the device
+    VALIDATION_END = "validation_end"
+    EPOCH_END = "epoch_end"
+    FIT_END = "fit_end"
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One measured value: ``step`` counts optimizer steps from 0; ``epoch`` is 1-based when per-epoch."""
+
+    step: int
+    epoch: int
+    name: str
+    value: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "epoch": self.epoch, "name": self.name, "value": self.value}
+
+
+@dataclass
+class State:
+    """Everything a callback may read; callbacks change the run only via ``record`` and ``stop``."""
+
+    spec: ExperimentSpec
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: torch.nn.Module
+    device: torch.device
+    steps_per_epoch: int
+    epoch: int = 0  # the current (1-based) epoch once started
+    step: int = 0  # optimizer steps taken
+    batch: tuple[torch.Tensor, torch.Tensor] | None = None
+    epoch_metrics: dict[str, float] = field(default_factory=dict)
+    stop_reason: str | None = None
+    status: str = "running"
+    pending: list[tuple[int, int, str, torch.Tensor | float]] = field(default_factory=list)
+    new_points: list[MetricPoint] = field(default_factory=list)
+
+    def record(self, name: str, value: torch.Tensor | float, *, step: int | None = None) -> None:
+        """Queue a metric; device tensors stay on the device until the next sync."""
+        self.pending.append((self.step if step is None else step, self.epoch, name, value))
+
+    def stop(self, reason: str, status: str = "succeeded") -> None:
+        """Ask the loop to stop after the current step (early stopping, cancellation, divergence)."""
+        if self.stop_reason is None:
+            self.stop_reason, self.status = reason, status
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_reason is not None
+
+
+class Callback:
+    """Subscribes to events by defining ``on_<event>`` methods (``on_epoch_end(state)``, ...)."""
+
+    def run_event(self, event: Event, state: State) -> None:
+        handler = getattr(self, f"on_{event.value}", None)
+        if handler is not None:
+            handler(state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None

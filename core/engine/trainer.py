@@ -1,0 +1,163 @@
+"""The training loop: batches from device-resident tensors, metrics accumulated on the device
+and synced every ``sync_every`` steps (never every step), events fired for everything else."""
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from core.data.dataset import Dataset
+from core.engine.events import Callback, Event, MetricPoint, State
+
+
+def weight_tensors(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    """Weight matrices and kernels (what L1/L2 penalise and diagnostics watch); no biases or norms."""
+    return [(name, p) for name, p in model.named_parameters() if p.dim() > 1 and p.requires_grad]
+
+
+class Trainer:
+    def __init__(
+        self,
+        state: State,
+        callbacks: Sequence[Callback],
+        *,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau,
+        sync_every: int = 50,
+    ) -> None:
+        self.state = state
+        self.callbacks = list(callbacks)
+        self.scheduler = scheduler
+        self.plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        self.sync_every = sync_every
+        spec = state.spec
+        self.classify = spec.task in ("classification", "binary")
+        self.augment = list(spec.data.augment)
+        self.l1, self.l2 = spec.regularization.l1, spec.regularization.l2
+        self.penalised = [p for _, p in weight_tensors(state.model)]
+
+    def fire(self, event: Event) -> None:
+        for callback in self.callbacks:
+            callback.run_event(event, self.state)
+
+    def sync(self) -> dict[str, float]:
+        """Bring queued metrics to the host in one transfer and hand them to the callbacks."""
+        state = self.state
+        if not state.pending:
+            return {}
+        values = torch.stack(
+            [torch.as_tensor(v, dtype=torch.float32, device=state.device).reshape(()) for *_, v in state.pending]
+        ).tolist()
+        state.new_points = [
+            MetricPoint(step, epoch, name, value)
+            for (step, epoch, name, _), value in zip(state.pending, values, strict=True)
+        ]
+        state.pending = []
+        self.fire(Event.METRICS)
+        return {p.name: p.value for p in state.new_points}
+
+    def penalty(self) -> torch.Tensor | float:
+        total: torch.Tensor | float = 0.0
+        if self.l2:
+            total = total + self.l2 * sum(p.pow(2).sum() for p in self.penalised)
+        if self.l1:
+            total = total + self.l1 * sum(p.abs().sum() for p in self.penalised)
+        return total
+
+    def correct(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if output.shape[-1] == 1 and target.dim() == 1:
+            return ((output.squeeze(-1) > 0).to(target.dtype) == target).sum()
+        return (output.argmax(-1) == target).sum()
+
+    def _fit_output(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return output.squeeze(-1) if output.shape[-1] == 1 and target.dim() == 1 else output
+
+    @torch.no_grad()
+    def evaluate(self, data: Dataset, prefix: str) -> None:
+        """Loss (and accuracy) over a whole split, queued as ``{prefix}_loss`` / ``{prefix}_accuracy``."""
+        state = self.state
+        state.model.eval()
+        loss_sum = torch.zeros((), device=state.device)
+        correct = torch.zeros((), device=state.device)
+        chunk = max(state.spec.data.batch_size, 1024)
+        for start in range(0, len(data), chunk):
+            x, y = data.x[start : start + chunk], data.y[start : start + chunk]
+            output = state.model(x)
+            loss_sum += state.loss_fn(self._fit_output(output, y), y) * len(x)
+            if self.classify:
+                correct += self.correct(output, y)
+        state.record(f"{prefix}_loss", loss_sum / len(data))
+        if self.classify:
+            state.record(f"{prefix}_accuracy", correct / len(data))
+
+    def train_epoch(self, train: Dataset, generator: torch.Generator) -> None:
+        state = self.state
+        model, optimizer, loss_fn = state.model, state.optimizer, state.loss_fn
+        model.train()
+        batch_size = state.spec.data.batch_size
+        order = torch.randperm(len(train), device=state.device, generator=generator)
+        loss_sum = torch.zeros((), device=state.device)
+        correct = torch.zeros((), device=state.device)
+        for start in range(0, len(train), batch_size):
+            index = order[start : start + batch_size]
+            x, y = train.x[index], train.y[index]
+            for augmentation in self.augment:
+                x = augmentation(x)
+            state.batch = (x, y)
+            self.fire(Event.BATCH_START)
+            output = model(x)
+            loss = loss_fn(self._fit_output(output, y), y)
+            optimizer.zero_grad(set_to_none=True)
+            (loss + self.penalty()).backward()
+            self.fire(Event.AFTER_BACKWARD)
+            optimizer.step()
+            if not self.plateau:
+                self.scheduler.step()
+            loss_sum += loss.detach() * len(index)
+            if self.classify:
+                correct += self.correct(output.detach(), y)
+            state.step += 1
+            self.fire(Event.STEP_END)
+            if state.step % self.sync_every == 0:
+                state.record("train_loss_running", loss_sum / min(start + batch_size, len(train)))
+                self.check_finite(self.sync())
+            if state.stopping:
+                return
+        state.record("train_loss", loss_sum / len(train))
+        if self.classify:
+            state.record("train_accuracy", correct / len(train))
+
+    def check_finite(self, synced: dict[str, float]) -> None:
+        for name in ("train_loss_running", "train_loss"):
+            value = synced.get(name)
+            if value is not None and not math.isfinite(value):
+                lr = self.state.optimizer.param_groups[0]["lr"]
+                self.state.stop(
+                    f"diverged: the training loss became {value} by step {self.state.step} "
+                    f"(epoch {self.state.epoch}, lr {lr:.3g}); lower the learning rate or check the data",
+                    status="failed",
+                )
+
+    def fit(self, train: Dataset, validation: Dataset | None, *, generator: torch.Generator, epochs: int) -> None:
+        state = self.state
+        self.fire(Event.FIT_START)
+        for epoch in range(1, epochs + 1):
+            state.epoch = epoch
+            self.fire(Event.EPOCH_START)
+            self.train_epoch(train, generator)
+            if state.stopping:
+                break
+            if validation is not None:
+                self.evaluate(validation, "val")
+            state.record("lr", state.optimizer.param_groups[0]["lr"])
+            state.epoch_metrics = self.sync()
+            self.check_finite(state.epoch_metrics)
+            if state.stopping:
+                break
+            if self.plateau:
+                self.scheduler.step(state.epoch_metrics[state.spec.schedule.monitor])
+            self.fire(Event.VALIDATION_END)
+            self.fire(Event.EPOCH_END)
+            if state.stopping:
+                break
+        self.sync()
+        self.fire(Event.FIT_END)

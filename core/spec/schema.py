@@ -1,0 +1,124 @@
+"""The experiment spec (SPEC.md): pydantic models, defaults and the cross-field rules that need no data."""
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from core.data.augment import AUGMENTATIONS
+from core.data.preprocess import PREPROCESSORS
+from core.data.sources import SOURCES
+from core.data.split import SplitSpec
+from core.nn.models import MLP, MODELS
+from core.optim.losses import DEFAULT_LOSS, LOSSES
+from core.optim.optimizers import OPTIMIZERS, Adam
+from core.optim.schedules import SCHEDULES, WarmupCosine
+from core.spec.base import SpecModel
+
+Task = Literal["classification", "binary", "regression"]
+Monitor = Literal["val_loss", "val_accuracy", "train_loss", "train_accuracy"]
+
+
+class DataSpec(SpecModel):
+    source: SOURCES.union()  # type: ignore[valid-type]
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    batch_size: int = Field(128, ge=1, le=1_000_000)
+    preprocess: list[PREPROCESSORS.union()] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [PREPROCESSORS.get("standardize")()], max_length=16
+    )
+    augment: list[AUGMENTATIONS.union()] = Field(default_factory=list, max_length=16)  # type: ignore[valid-type]
+
+
+class EarlyStoppingSpec(SpecModel):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    monitor: Monitor = "val_loss"
+    patience: int = Field(5, ge=0)
+    mode: Literal["min", "max"] | None = Field(None, description="defaults to max for accuracy, min otherwise")
+    min_delta: float = Field(0.0, ge=0.0)
+    restore_best: bool = True
+
+
+class RegularizationSpec(SpecModel):
+    """Penalties added to the loss on weights (matrices and kernels, not biases or norms)."""
+
+    l1: float = Field(0.0, ge=0.0)
+    l2: float = Field(0.0001, ge=0.0)
+    early_stopping: EarlyStoppingSpec | None = Field(default_factory=EarlyStoppingSpec)
+
+
+class DiagnosticsSpec(SpecModel):
+    """What the notes tell a learner to look at, measured every ``every_n_steps`` steps."""
+
+    activations: bool = True
+    gradients: bool = True
+    every_n_steps: int = Field(20, ge=1)
+
+
+class ExperimentSpec(SpecModel):
+    name: str = Field("experiment", min_length=1, max_length=200)
+    task: Task = "classification"
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    epochs: int = Field(30, ge=1, le=100_000)
+    data: DataSpec
+    model: MODELS.union() = Field(default_factory=MLP)  # type: ignore[valid-type]
+    loss: LOSSES.union() | None = None  # type: ignore[valid-type]
+    optimizer: OPTIMIZERS.union() = Field(default_factory=Adam)  # type: ignore[valid-type]
+    schedule: SCHEDULES.union() = Field(default_factory=WarmupCosine)  # type: ignore[valid-type]
+    regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
+    diagnostics: DiagnosticsSpec = Field(default_factory=DiagnosticsSpec)
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> "ExperimentSpec":
+        if self.loss is None:
+            self.loss = DEFAULT_LOSS[self.task]()
+        elif self.task not in self.loss.tasks:
+            fitting = [name for name in LOSSES.names() if self.task in LOSSES.get(name).tasks]
+            raise PydanticCustomError(
+                "spec_rule",
+                "loss '{loss}' does not fit task '{task}'",
+                {
+                    "loss": self.loss.type,
+                    "task": self.task,
+                    "path": ["loss", "type"],
+                    "hint": "use " + " or ".join(repr(n) for n in fitting),
+                },
+            )
+        stopping = self.regularization.early_stopping
+        if stopping is not None:
+            if stopping.monitor.startswith("val_") and self.data.split.validation == 0:
+                raise PydanticCustomError(
+                    "spec_rule",
+                    "early stopping monitors '{monitor}' but there is no validation split",
+                    {
+                        "monitor": stopping.monitor,
+                        "path": ["regularization", "early_stopping", "monitor"],
+                        "hint": "set data.split.validation > 0 or monitor 'train_loss'",
+                    },
+                )
+            if stopping.monitor.endswith("accuracy") and self.task == "regression":
+                raise PydanticCustomError(
+                    "spec_rule",
+                    "a regression task has no accuracy to monitor",
+                    {"path": ["regularization", "early_stopping", "monitor"], "hint": "monitor 'val_loss'"},
+                )
+            wanted = "max" if stopping.monitor.endswith("accuracy") else "min"
+            stopping.mode = stopping.mode or wanted
+            if stopping.mode != wanted:
+                raise PydanticCustomError(
+                    "spec_rule",
+                    "'{monitor}' improves when it goes {dir}; mode must be '{wanted}'",
+                    {
+                        "monitor": stopping.monitor,
+                        "dir": "up" if wanted == "max" else "down",
+                        "wanted": wanted,
+                        "path": ["regularization", "early_stopping", "mode"],
+                    },
+                )
+        if getattr(self.schedule, "monitor", "").startswith("val_") and self.data.split.validation == 0:
+            raise PydanticCustomError(
+                "spec_rule",
+                "reduce_on_plateau monitors val_loss but there is no validation split",
+                {"path": ["schedule", "monitor"], "hint": "monitor 'train_loss'"},
+            )
+        return self
