@@ -135,7 +135,8 @@ def run_experiment(
     final = dict(state.epoch_metrics)
     if state.status == "succeeded" and splits.test is not None:
         trainer.evaluate(splits.test, "test")
-        final.update(trainer.sync())
+        synced = trainer.sync()
+        final.update({name: synced[name] for name in ("test_loss", "test_accuracy") if name in synced})
     return RunResult(
         status=state.status,
         failure=failure,

@@ -10,6 +10,9 @@ from core.data.dataset import Dataset
 from core.engine.events import Callback, Event, MetricPoint, State
 
 
+EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
+
+
 def weight_tensors(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
     """Weight matrices and kernels (what L1/L2 penalise and diagnostics watch); no biases or norms."""
     return [(name, p) for name, p in model.named_parameters() if p.dim() > 1 and p.requires_grad]
@@ -149,8 +152,9 @@ class Trainer:
             if validation is not None:
                 self.evaluate(validation, "val")
             state.record("lr", state.optimizer.param_groups[0]["lr"])
-            state.epoch_metrics = self.sync()
-            self.check_finite(state.epoch_metrics)
+            synced = self.sync()
+            self.check_finite(synced)
+            state.epoch_metrics = {name: synced[name] for name in EPOCH_METRICS if name in synced}
             if state.stopping:
                 break
             if self.plateau:

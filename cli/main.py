@@ -1,0 +1,128 @@
+"""The `trainyard` command line: validate and train specs locally, predict from a run folder."""
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from core.artifacts import MetricsFile, load_trained, save_run
+from core.engine.events import Callback, State
+from core.engine.run import run_experiment
+from core.spec.errors import SpecError, SpecInvalid
+from core.spec.validate import parse_spec, plan_experiment, validate_document
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Trainyard: JSON experiment specs → trained models.")
+out_console = Console()
+err_console = Console(stderr=True)
+INVALID = 2
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        err_console.print(f"[red]cannot read {path}: {exc}[/red]")
+        raise typer.Exit(INVALID) from None
+
+
+def _print_errors(errors: list[SpecError]) -> None:
+    for error in errors:
+        hint = f" [dim]({error.hint})[/dim]" if error.hint else ""
+        err_console.print(f"[red]{error.pointer or '/'}[/red]: {error.message}{hint}")
+
+
+def _layer_table(report: dict[str, Any]) -> Table:
+    table = Table(title=f"{report['spec']['name']}: input {report['input_shape']} → {report['outputs']} outputs")
+    for column in ("layer", "spec pointer", "output shape", "params", "FLOPs"):
+        table.add_column(column, justify="right" if column in ("params", "FLOPs") else "left")
+    for row in report["layers"]:
+        table.add_row(row["name"], row["pointer"], "×".join(map(str, row["output_shape"])),
+                      f"{row['params']:,}", f"{row['flops']:,}")
+    table.caption = (f"{report['params']:,} parameters, {report['flops_per_sample']:,} FLOPs/sample, "
+                     f"~{report['memory_estimate_bytes'] / 2**20:.1f} MiB to train")
+    return table
+
+
+@app.command()
+def validate(spec_path: Annotated[Path, typer.Argument(help="the experiment spec (JSON)")],
+             as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False) -> None:
+    """Validate a spec: errors with JSON pointers, or the resolved spec and its layer table."""
+    report = validate_document(_read_json(spec_path))
+    if as_json:
+        out_console.print_json(json.dumps(report))
+    elif report["valid"]:
+        out_console.print(_layer_table(report))
+    else:
+        _print_errors([SpecError(**e) for e in report["errors"]])
+    raise typer.Exit(0 if report["valid"] else INVALID)
+
+
+class ProgressBar(Callback):
+    """A rich progress bar over epochs showing the latest losses."""
+
+    def __init__(self, progress: Progress, epochs: int) -> None:
+        self.progress = progress
+        self.task = progress.add_task("training", total=epochs)
+
+    def on_epoch_end(self, state: State) -> None:
+        shown = {k: v for k, v in state.epoch_metrics.items() if k.startswith(("train_", "val_")) and "running" not in k}
+        self.progress.update(self.task, completed=state.epoch,
+                             description=" ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+
+
+def _summary_table(summary: dict[str, Any], out: Path) -> Table:
+    table = Table(title=f"run {summary['status']} → {out}", show_header=False)
+    for key, value in summary.items():
+        if value is not None:
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    return table
+
+
+@app.command()
+def train(spec_path: Annotated[Path, typer.Argument(help="the experiment spec (JSON)")],
+          out: Annotated[Path | None, typer.Option(help="run folder (default runs/NAME-TIME)")] = None,
+          as_json: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
+          device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if present)")] = None) -> None:
+    """Train a spec locally, no server: progress bar, summary, weights and metrics in the run folder."""
+    try:
+        spec = parse_spec(_read_json(spec_path))
+        plan = plan_experiment(spec)
+    except SpecInvalid as exc:
+        if as_json:
+            out_console.print_json(json.dumps({"status": "invalid", "errors": [e.as_dict() for e in exc.errors]}))
+        else:
+            _print_errors(exc.errors)
+        raise typer.Exit(INVALID) from None
+    folder = out or Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    callbacks: list[Callback] = [MetricsFile(folder)]
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, disable=as_json) as progress:
+        callbacks.append(ProgressBar(progress, spec.epochs))
+        result = run_experiment(spec, plan=plan, callbacks=callbacks, device=device)
+    save_run(folder, result)
+    summary = {**result.summary(), "out": str(folder)}
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        out_console.print(_summary_table(summary, folder))
+    raise typer.Exit(0 if result.status == "succeeded" else 1)
+
+
+@app.command()
+def predict(run_dir: Annotated[Path, typer.Argument(help="a run folder written by `trainyard train`")],
+            inputs_path: Annotated[Path, typer.Argument(help='JSON: {"inputs": [...]} or a list of inputs')]) -> None:
+    """Offline predictions from a run folder, with the run's stored preprocessing."""
+    document = _read_json(inputs_path)
+    inputs = document["inputs"] if isinstance(document, dict) else document
+    trained = load_trained(run_dir)
+    x = torch.as_tensor(inputs, dtype=torch.float32)
+    if tuple(x.shape[1:]) != trained.input_shape:
+        err_console.print(f"[red]inputs have shape {list(x.shape[1:])} per row; the model takes {list(trained.input_shape)}[/red]")
+        raise typer.Exit(INVALID)
+    print(json.dumps(trained.predict(x)))
