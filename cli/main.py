@@ -1,6 +1,9 @@
 """The `trainyard` command line: validate and train specs locally, predict from a run folder."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -42,16 +45,25 @@ def _layer_table(report: dict[str, Any]) -> Table:
     for column in ("layer", "spec pointer", "output shape", "params", "FLOPs"):
         table.add_column(column, justify="right" if column in ("params", "FLOPs") else "left")
     for row in report["layers"]:
-        table.add_row(row["name"], row["pointer"], "×".join(map(str, row["output_shape"])),
-                      f"{row['params']:,}", f"{row['flops']:,}")
-    table.caption = (f"{report['params']:,} parameters, {report['flops_per_sample']:,} FLOPs/sample, "
-                     f"~{report['memory_estimate_bytes'] / 2**20:.1f} MiB to train")
+        table.add_row(
+            row["name"],
+            row["pointer"],
+            "×".join(map(str, row["output_shape"])),
+            f"{row['params']:,}",
+            f"{row['flops']:,}",
+        )
+    table.caption = (
+        f"{report['params']:,} parameters, {report['flops_per_sample']:,} FLOPs/sample, "
+        f"~{report['memory_estimate_bytes'] / 2**20:.1f} MiB to train"
+    )
     return table
 
 
 @app.command()
-def validate(spec_path: Annotated[Path, typer.Argument(help="the experiment spec (JSON)")],
-             as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False) -> None:
+def validate(
+    spec_path: Annotated[Path, typer.Argument(help="the experiment spec (JSON)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
     """Validate a spec: errors with JSON pointers, or the resolved spec and its layer table."""
     report = validate_document(_read_json(spec_path))
     if as_json:
@@ -71,9 +83,12 @@ class ProgressBar(Callback):
         self.task = progress.add_task("training", total=epochs)
 
     def on_epoch_end(self, state: State) -> None:
-        shown = {k: v for k, v in state.epoch_metrics.items() if k.startswith(("train_", "val_")) and "running" not in k}
-        self.progress.update(self.task, completed=state.epoch,
-                             description=" ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+        shown = {
+            k: v for k, v in state.epoch_metrics.items() if k.startswith(("train_", "val_")) and "running" not in k
+        }
+        self.progress.update(
+            self.task, completed=state.epoch, description=" ".join(f"{k} {v:.4f}" for k, v in shown.items())
+        )
 
 
 def _summary_table(summary: dict[str, Any], out: Path) -> Table:
@@ -85,10 +100,12 @@ def _summary_table(summary: dict[str, Any], out: Path) -> Table:
 
 
 @app.command()
-def train(spec_path: Annotated[Path, typer.Argument(help="the experiment spec (JSON)")],
-          out: Annotated[Path | None, typer.Option(help="run folder (default runs/NAME-TIME)")] = None,
-          as_json: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
-          device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if present)")] = None) -> None:
+def train(
+    spec_path: Annotated[Path, typer.Argument(help="the experiment spec (JSON)")],
+    out: Annotated[Path | None, typer.Option(help="run folder (default runs/NAME-TIME)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if present)")] = None,
+) -> None:
     """Train a spec locally, no server: progress bar, summary, weights and metrics in the run folder."""
     try:
         spec = parse_spec(_read_json(spec_path))
@@ -101,8 +118,14 @@ def train(spec_path: Annotated[Path, typer.Argument(help="the experiment spec (J
         raise typer.Exit(INVALID) from None
     folder = out or Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     callbacks: list[Callback] = [MetricsFile(folder)]
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, disable=as_json) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=as_json,
+    ) as progress:
         callbacks.append(ProgressBar(progress, spec.epochs))
         result = run_experiment(spec, plan=plan, callbacks=callbacks, device=device)
     save_run(folder, result)
@@ -115,14 +138,99 @@ def train(spec_path: Annotated[Path, typer.Argument(help="the experiment spec (J
 
 
 @app.command()
-def predict(run_dir: Annotated[Path, typer.Argument(help="a run folder written by `trainyard train`")],
-            inputs_path: Annotated[Path, typer.Argument(help='JSON: {"inputs": [...]} or a list of inputs')]) -> None:
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder written by `trainyard train`")],
+    inputs_path: Annotated[Path, typer.Argument(help='JSON: {"inputs": [...]} or a list of inputs')],
+) -> None:
     """Offline predictions from a run folder, with the run's stored preprocessing."""
     document = _read_json(inputs_path)
     inputs = document["inputs"] if isinstance(document, dict) else document
     trained = load_trained(run_dir)
     x = torch.as_tensor(inputs, dtype=torch.float32)
     if tuple(x.shape[1:]) != trained.input_shape:
-        err_console.print(f"[red]inputs have shape {list(x.shape[1:])} per row; the model takes {list(trained.input_shape)}[/red]")
+        err_console.print(
+            f"[red]inputs have shape {list(x.shape[1:])} per row; the model takes {list(trained.input_shape)}[/red]"
+        )
         raise typer.Exit(INVALID)
     print(json.dumps(trained.predict(x)))
+
+
+def _worker_argv(queue: str) -> list[str]:
+    # solo pool: one task at a time in the worker's own process (CUDA-safe; one worker per GPU)
+    return ["worker", "-P", "solo", "-c", "1", "-Q", queue, "--without-gossip", "--without-mingle", "-l", "INFO"]
+
+
+@app.command()
+def worker() -> None:
+    """Start a worker alone (production: against TRAINYARD_DATABASE_URL and TRAINYARD_BROKER_URL)."""
+    from worker.tasks import app as celery_app
+    from worker.tasks import settings
+
+    celery_app.worker_main(_worker_argv(settings.queue))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    data_dir: Annotated[Path | None, typer.Option(help="folder for the database, queue and artifacts")] = None,
+) -> None:
+    """API + one worker on the embedded default: SQLite, a filesystem queue and local artifacts, all in one folder."""
+    import uvicorn
+
+    from api.main import create_app
+    from core.settings import Settings
+
+    if data_dir is not None:
+        os.environ["TRAINYARD_DATA_DIR"] = str(data_dir.resolve())
+    settings = Settings()
+    from core.store.db import migrate
+
+    migrate(settings.resolved_database_url)
+    worker_process = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=os.environ.copy())
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port)
+    finally:
+        worker_process.terminate()
+        worker_process.wait(timeout=30)
+
+
+@app.command()
+def submit(
+    spec_path: Annotated[Path, typer.Argument(help="the experiment spec (JSON)")],
+    url: Annotated[str, typer.Option(help="the service's base URL")] = "http://127.0.0.1:8000",
+    wait: Annotated[bool, typer.Option(help="follow the run's events until it finishes")] = False,
+) -> None:
+    """Submit a spec to a running service; with --wait, stream its progress and exit with its outcome."""
+    import httpx
+
+    response = httpx.post(f"{url}/v1/runs", json=_read_json(spec_path), timeout=60)
+    if response.status_code >= 400:
+        problem = response.json()
+        err_console.print(f"[red]{problem.get('title')}: {problem.get('detail')}[/red]")
+        _print_errors([SpecError(**e) for e in problem.get("errors", [])])
+        raise typer.Exit(INVALID)
+    run = response.json()
+    out_console.print(f"submitted {run['id']} ({run['status']})")
+    if not wait:
+        return
+    final = "queued"
+    with httpx.stream("GET", f"{url}/v1/runs/{run['id']}/events", timeout=None) as events:
+        event = ""
+        for line in events.iter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                data = json.loads(line.removeprefix("data: "))
+                if event == "status":
+                    final = data["status"]
+                    err_console.print(f"status: {final}" + (f" ({data['failure']})" if data.get("failure") else ""))
+                elif event == "metric" and data["name"] in ("train_loss", "val_loss", "val_accuracy"):
+                    err_console.print(f"epoch {data['epoch']} {data['name']} {data['value']}")
+    summary = httpx.get(f"{url}/v1/runs/{run['id']}", timeout=30).json()
+    print(json.dumps(summary["summary"] or {"status": final}))
+    raise typer.Exit(0 if final == "succeeded" else 1)
+
+
+if __name__ == "__main__":
+    app()

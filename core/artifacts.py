@@ -47,8 +47,12 @@ def save_run(folder: Path, result: RunResult) -> None:
     save_file(_cpu(result.splits.fitted_preprocessing), folder / PREPROCESSING)
     spec = result.plan.spec
     (folder / SPEC).write_text(spec.model_dump_json(indent=2))
-    meta = {"input_shape": list(result.plan.data.sample_shape), "outputs": result.plan.outputs,
-            "classes": result.plan.data.classes, "task": spec.task}
+    meta = {
+        "input_shape": list(result.plan.data.sample_shape),
+        "outputs": result.plan.outputs,
+        "classes": result.plan.data.classes,
+        "task": spec.task,
+    }
     (folder / META).write_text(json.dumps(meta, indent=2))
     (folder / SUMMARY).write_text(json.dumps(result.summary(), indent=2))
 
@@ -77,8 +81,10 @@ class TrainedModel:
         else:
             probabilities = torch.softmax(output, dim=-1)
         labels = self.classes or [str(i) for i in range(probabilities.shape[-1])]
-        return {"predictions": [labels[i] for i in probabilities.argmax(-1).tolist()],
-                "probabilities": probabilities.tolist()}
+        return {
+            "predictions": [labels[i] for i in probabilities.argmax(-1).tolist()],
+            "probabilities": probabilities.tolist(),
+        }
 
 
 def load_trained(folder: Path) -> TrainedModel:

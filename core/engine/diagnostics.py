@@ -60,19 +60,17 @@ class Diagnostics(Callback):
         self.hooks = []
 
     def on_fit_start(self, state: State) -> None:
-        """The initial loss on a first batch (≈ ln C for a well-initialised classifier) and the
-        activations at initialisation."""
+        """The loss before any update on a first batch: ≈ ln C for a well-initialised classifier.
+        (Step 0's activation statistics are the ones at initialisation.)"""
         if state.batch is None:
             return
         x, y = state.batch
-        if self.activations:
-            self._watch_activations(state)
         state.model.eval()
         with torch.no_grad():
             output = state.model(x)
-            target_output = output.squeeze(-1) if output.shape[-1] == 1 and y.dim() == 1 else output
-            state.record("init_loss", state.loss_fn(target_output, y))
-        self._unwatch()
+            state.record(
+                "init_loss", state.loss_fn(output.squeeze(-1) if y.dim() == 1 and output.shape[-1] == 1 else output, y)
+            )
         if state.spec.task == "classification":
             state.record("init_loss_expected", math.log(output.shape[-1]))
         elif state.spec.task == "binary":

@@ -43,6 +43,8 @@ class RunResult:
     history: History = field(repr=False)
 
     def summary(self) -> dict[str, Any]:
+        """JSON-ready summary; a non-finite metric (a diverged loss) becomes null."""
+        final = {name: value if math.isfinite(value) else None for name, value in self.final.items()}
         return {
             "status": self.status,
             "failure": self.failure,
@@ -51,7 +53,7 @@ class RunResult:
             "steps": self.steps,
             "params": self.params,
             "seconds": round(self.seconds, 3),
-            **self.final,
+            **final,
         }
 
 

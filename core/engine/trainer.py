@@ -9,7 +9,6 @@ import torch
 from core.data.dataset import Dataset
 from core.engine.events import Callback, Event, MetricPoint, State
 
-
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
 
 

@@ -1,0 +1,79 @@
+"""RFC 9457 problem details for every 4xx/5xx, with JSON pointers for invalid input."""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from core.spec.errors import SpecError, SpecInvalid, pointer
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """Raise to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        errors: list[SpecError] | None = None,
+        kind: str = "about:blank",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.errors, self.kind = status, title, detail, errors or [], kind
+        self.headers = headers
+
+
+def problem_response(problem: Problem) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": problem.kind,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+    }
+    if problem.errors:
+        body["errors"] = [e.as_dict() for e in problem.errors]
+    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers)
+
+
+def invalid_spec(exc: SpecInvalid) -> Problem:
+    return Problem(
+        422,
+        "Invalid experiment spec",
+        f"{len(exc.errors)} problem(s) in the spec",
+        exc.errors,
+        kind="/problems/invalid-spec",
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc)
+
+    @app.exception_handler(SpecInvalid)
+    async def _spec(request: Request, exc: SpecInvalid) -> JSONResponse:
+        return problem_response(invalid_spec(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for err in exc.errors():
+            where, *path = err["loc"]
+            errors.append(SpecError(pointer(*path) if where == "body" else pointer(where, *path), err["msg"]))
+        return problem_response(
+            Problem(
+                422, "Invalid request", "the request does not match the API", errors, kind="/problems/invalid-request"
+            )
+        )
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        return problem_response(
+            Problem(exc.status_code, str(exc.detail), str(exc.detail), headers=getattr(exc, "headers", None))
+        )

@@ -1,0 +1,24 @@
+"""Specs: validation without running, and the JSON Schema."""
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.routes.runs import SpecDocument
+from core.spec.schema import ExperimentSpec
+from core.spec.validate import parse_spec, plan_experiment
+
+router = APIRouter(prefix="/v1/specs", tags=["specs"])
+
+
+@router.post("/validate")
+def validate_spec(document: SpecDocument) -> dict[str, Any]:
+    """The resolved spec with defaults, the per-layer table (output shape, parameters, FLOPs),
+    the parameter count and a memory estimate; 422 problem+json with pointers when invalid."""
+    return plan_experiment(parse_spec(document)).report()
+
+
+@router.get("/schema")
+def spec_schema() -> dict[str, Any]:
+    """The experiment spec's JSON Schema."""
+    return ExperimentSpec.model_json_schema()

@@ -1,0 +1,51 @@
+"""What the API returns: one public shape per resource, never the ORM object itself."""
+
+import math
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from core.store.models import Run
+
+
+class RunPublic(BaseModel):
+    id: str
+    name: str
+    status: str
+    spec: dict[str, Any]
+    summary: dict[str, Any] | None
+    failure: str | None
+    stop_reason: str | None
+    epoch: int
+    attempt: int
+    worker: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, run: Run) -> "RunPublic":
+        return cls.model_validate(run, from_attributes=True)
+
+
+class RunList(BaseModel):
+    items: list[RunPublic]
+    next_cursor: str | None
+
+
+class Series(BaseModel):
+    """One metric's points, columnar: step[i], epoch[i], value[i] (null for a non-finite value)."""
+
+    step: list[int]
+    epoch: list[int]
+    value: list[float | None]
+
+
+class RunMetrics(BaseModel):
+    run_id: str
+    series: dict[str, Series]
+
+
+def finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None

@@ -1,0 +1,41 @@
+"""Service settings from ``TRAINYARD_*`` environment variables; a bad value fails at start.
+
+The embedded default keeps everything under one data folder: a SQLite database, a
+filesystem message queue and the artifact store."""
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRAINYARD_", extra="ignore")
+
+    data_dir: Path = Field(Path("trainyard-data"), description="folder for the embedded database, queue and artifacts")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir")
+    broker_url: str | None = Field(None, description="Celery broker; default: filesystem queue in data_dir")
+    artifacts: Path | None = Field(None, description="artifact folder; default: data_dir/artifacts")
+    queue: str = Field("trainyard", min_length=1, description="the Celery queue runs are sent to")
+    auth: Literal["off"] = Field("off", description="off: single local user, no keys")
+    data_root: Path | None = Field(None, description="folder `file` data sources may read from (none: refused)")
+    device: str | None = Field(None, description="training device for workers (default: cuda if present)")
+    sse_poll_seconds: float = Field(0.25, gt=0.0, le=10.0)
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'trainyard.db').resolve()}"
+
+    @cached_property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.data_dir / "queue").resolve()
+
+    @cached_property
+    def artifact_dir(self) -> Path:
+        return (self.artifacts or self.data_dir / "artifacts").resolve()

@@ -1,0 +1,95 @@
+"""Runs a stored run: claims it, trains it with the core engine, writes metrics, status and
+artifacts to the database and the artifact store. Testable without a queue."""
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.artifacts import save_run
+from core.engine.events import Callback, State
+from core.engine.run import run_experiment
+from core.settings import Settings
+from core.spec.errors import SpecInvalid
+from core.spec.validate import parse_spec
+from core.store import runs
+from core.store.db import make_engine, migrate, session_factory
+from core.store.models import Run
+
+log = logging.getLogger("trainyard.worker")
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    sessions: sessionmaker[Session]
+    artifact_dir: Path
+    device: str | None
+    name: str
+
+
+def worker_context(settings: Settings) -> WorkerContext:
+    migrate(settings.resolved_database_url)
+    return WorkerContext(
+        session_factory(make_engine(settings.resolved_database_url)),
+        settings.artifact_dir,
+        settings.device,
+        f"{socket.gethostname()}:{os.getpid()}",
+    )
+
+
+class DatabaseReporter(Callback):
+    """Writes each synced batch of metric points in one insert; checks for cancellation every epoch."""
+
+    def __init__(self, sessions: sessionmaker[Session], run_id: str) -> None:
+        self.sessions, self.run_id = sessions, run_id
+
+    def on_metrics(self, state: State) -> None:
+        with self.sessions() as session:
+            runs.add_metrics(
+                session=session,
+                run_id=self.run_id,
+                points=[(p.step, p.epoch, p.name, p.value) for p in state.new_points],
+            )
+
+    def on_epoch_end(self, state: State) -> None:
+        with self.sessions() as session:
+            runs.set_epoch(session=session, run_id=self.run_id, epoch=state.epoch)
+            if runs.cancel_requested(session=session, run_id=self.run_id):
+                state.stop("cancelled by request", status="cancelled")
+
+
+def execute_run(*, run_id: str, context: WorkerContext) -> str:
+    """Train run ``run_id`` if this worker wins the claim; returns the final status (or 'skipped')."""
+    with context.sessions() as session:
+        if not runs.claim_run(session=session, run_id=run_id, worker=context.name):
+            log.info("run %s is not queued any more; skipping", run_id)
+            return "skipped"
+        spec_document = session.get(Run, run_id).spec
+    try:
+        spec = parse_spec(spec_document)
+        result = run_experiment(spec, callbacks=[DatabaseReporter(context.sessions, run_id)], device=context.device)
+    except SpecInvalid as exc:
+        return _finish(context, run_id, "failed", None, f"invalid spec: {exc}", None)
+    except Exception as exc:
+        log.exception("run %s crashed", run_id)
+        return _finish(context, run_id, "failed", None, f"{type(exc).__name__}: {exc}", None)
+    folder = context.artifact_dir / run_id
+    save_run(folder, result)
+    with context.sessions() as session:
+        for path in sorted(folder.iterdir()):
+            runs.add_artifact(session=session, run_id=run_id, kind=path.name, uri=str(path), size=path.stat().st_size)
+    return _finish(context, run_id, result.status, result.summary(), result.failure, result.stop_reason)
+
+
+def _finish(
+    context: WorkerContext, run_id: str, status: str, summary: dict | None, failure: str | None, stop_reason: str | None
+) -> str:
+    with context.sessions() as session:
+        runs.finish_run(
+            session=session, run_id=run_id, status=status, summary=summary, failure=failure, stop_reason=stop_reason
+        )
+    log.info("run %s %s%s", run_id, status, f": {failure}" if failure else "")
+    return status

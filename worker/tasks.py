@@ -1,0 +1,17 @@
+"""The worker's Celery tasks; start with `trainyard worker` (or `celery -A worker.tasks worker`)."""
+
+from core.settings import Settings
+from worker.celery_app import TRAIN_TASK, make_celery
+from worker.execution import WorkerContext, execute_run, worker_context
+
+settings = Settings()
+app = make_celery(settings)
+_context: list[WorkerContext] = []
+
+
+@app.task(name=TRAIN_TASK)
+def train_run(run_id: str) -> None:
+    """Adapter: a run id from the queue → ``execute_run`` (the domain function)."""
+    if not _context:
+        _context.append(worker_context(settings))
+    execute_run(run_id=run_id, context=_context[0])
