@@ -20,7 +20,10 @@ from core.engine.run import run_experiment
 from core.spec.errors import SpecError, SpecInvalid
 from core.spec.validate import parse_spec, plan_experiment, validate_document
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Trainyard: JSON experiment specs → trained models.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False, help="Trainyard: JSON experiment specs → trained models.")
 out_console = Console()
 err_console = Console(stderr=True)
 INVALID = 2
@@ -204,7 +207,11 @@ def submit(
     """Submit a spec to a running service; with --wait, stream its progress and exit with its outcome."""
     import httpx
 
-    response = httpx.post(f"{url}/v1/runs", json=_read_json(spec_path), timeout=60)
+    try:
+        response = httpx.post(f"{url}/v1/runs", json=_read_json(spec_path), timeout=60)
+    except httpx.HTTPError as exc:
+        err_console.print(f"[red]cannot reach {url}: {exc}[/red]")
+        raise typer.Exit(1) from None
     if response.status_code >= 400:
         problem = response.json()
         err_console.print(f"[red]{problem.get('title')}: {problem.get('detail')}[/red]")

@@ -27,7 +27,7 @@ case "${1:-}" in
   serve)
     setup
     shift
-    exec "$VENV/bin/trainyard" train examples/digits_mlp.json "$@"
+    exec "$VENV/bin/trainyard" serve "$@"
     ;;
   test)
     setup

@@ -12,10 +12,15 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
+def _ensure_sqlite_folder(url: str) -> None:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
 def make_engine(url: str) -> Engine:
     """An engine; SQLite gets WAL and a busy timeout so the API and a worker can share it."""
+    _ensure_sqlite_folder(url)
     if url.startswith("sqlite"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -42,6 +47,7 @@ def _alembic_config(url: str) -> Config:
 
 def migrate(url: str) -> None:
     """Bring the database schema to the newest migration."""
+    _ensure_sqlite_folder(url)
     command.upgrade(_alembic_config(url), "head")
 
 

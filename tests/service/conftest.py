@@ -1,0 +1,120 @@
+"""Service fixtures: the same tests run on the embedded default (SQLite + filesystem queue) and on
+the production path (the machine's PostgreSQL and Redis), each with a real worker process."""
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from core.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+REDIS = ("127.0.0.1", 6379)
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+@dataclass
+class Backend:
+    name: str
+    settings: Settings
+    env: dict[str, str]
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable: {exc}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)  # in CI a missing service is a failure, never a skip
+    pytest.skip(message)
+
+
+def _redis_reachable() -> None:
+    try:
+        socket.create_connection(REDIS, timeout=2).close()
+    except OSError as exc:
+        _unavailable("Redis at 127.0.0.1:6379", exc)
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module", params=["embedded", "production"])
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    data_dir = tmp_path_factory.mktemp(request.param)
+    env = {**os.environ, "TRAINYARD_DATA_DIR": str(data_dir), "TRAINYARD_QUEUE": f"test-{secrets.token_hex(4)}"}
+    database = None
+    if request.param == "production":
+        _redis_reachable()
+        database = f"trainyard_test_{secrets.token_hex(4)}"
+        try:
+            with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as connection:
+                connection.execute(f'CREATE DATABASE "{database}"')
+        except psycopg.Error as exc:
+            _unavailable("PostgreSQL at 127.0.0.1:5432", exc)
+        env["TRAINYARD_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
+        env["TRAINYARD_BROKER_URL"] = "redis://127.0.0.1:6379/0"
+    settings = Settings(
+        data_dir=data_dir,
+        queue=env["TRAINYARD_QUEUE"],
+        sse_poll_seconds=0.05,
+        database_url=env.get("TRAINYARD_DATABASE_URL"),
+        broker_url=env.get("TRAINYARD_BROKER_URL"),
+    )
+    worker = start_worker(env)
+    yield Backend(request.param, settings, env)
+    worker.terminate()
+    worker.wait(timeout=30)
+    if database:
+        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def client(backend: Backend) -> Iterator[TestClient]:
+    with TestClient(create_app(backend.settings)) as test_client:
+        yield test_client
+
+
+def wait_for(client: TestClient, run_id: str, statuses: set[str], timeout: float = 120.0) -> dict[str, Any]:
+    """Poll the run until its status is one of ``statuses``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.get(f"/v1/runs/{run_id}").json()
+        if run["status"] in statuses:
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} still {run['status']} after {timeout}s")
+
+
+def small_spec(**overrides: Any) -> dict[str, Any]:
+    """A digits MLP that trains in a few seconds."""
+    spec = {
+        "name": "service-test",
+        "epochs": 3,
+        "data": {"source": {"type": "builtin", "name": "digits"}},
+        "model": {"type": "mlp", "hidden": [32], "dropout": 0.0},
+        "schedule": {"type": "constant"},
+        "optimizer": {"type": "adam", "lr": 0.01},
+        "regularization": {"early_stopping": None},
+        "diagnostics": {"every_n_steps": 5},
+    }
+    spec.update(overrides)
+    return spec
