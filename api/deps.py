@@ -8,16 +8,18 @@ from celery import Celery
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.serving import ModelCache
 from core.settings import Settings
 
 
 @dataclass
 class Service:
-    """What the app holds for its lifetime: settings, the session factory and the queue."""
+    """What the app holds for its lifetime: settings, sessions, the queue and the served models."""
 
     settings: Settings
     sessions: sessionmaker[Session]
     queue: Celery
+    models: ModelCache
 
 
 def get_service(request: Request) -> Service:

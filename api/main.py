@@ -5,10 +5,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from api import problems
 from api.deps import Service
-from api.routes import health, runs, specs
+from api.routes import health, models, runs, specs
+from api.serving import ModelCache
 from core.settings import Settings
 from core.store.db import make_engine, migrate, schema_is_current, session_factory
 from worker.celery_app import make_celery
@@ -27,7 +29,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not schema_is_current(engine):
             raise RuntimeError("the database schema is behind the code; run the migrations")
         log.warning("auth is off: single local user (TRAINYARD_AUTH=off)")
-        app.state.service = Service(settings, session_factory(engine), make_celery(settings))
+        models = ModelCache(
+            settings.model_cache_mb * 2**20,
+            settings.predict_max_batch,
+            settings.predict_max_wait_ms / 1000,
+            app.state.registry,
+        )
+        app.state.service = Service(settings, session_factory(engine), make_celery(settings), models)
         yield
         engine.dispose()
 
@@ -37,7 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Training as a service: JSON experiment specs → trained PyTorch models.",
     )
+    app.state.registry = CollectorRegistry()
     problems.install(app)
-    for module in (runs, specs, health):
+    for module in (runs, models, specs, health):
         app.include_router(module.router)
     return app

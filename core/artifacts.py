@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -13,6 +14,7 @@ from core.data.preprocess import apply_preprocessing
 from core.engine.events import Callback, State
 from core.engine.run import RunResult
 from core.nn.models import build_model
+from core.spec.errors import SpecError, SpecInvalid
 from core.spec.schema import ExperimentSpec
 
 WEIGHTS = "model.safetensors"
@@ -66,6 +68,26 @@ class TrainedModel:
     fitted_preprocessing: dict[str, torch.Tensor]
     input_shape: tuple[int, ...]
     classes: list[str] | None
+
+    def inputs_tensor(self, inputs: list[Any]) -> torch.Tensor:
+        """Raw inputs (a list of samples) as a float tensor, or SpecInvalid naming the first bad row."""
+        expected = list(self.input_shape)
+        for index, row in enumerate(inputs):
+            try:
+                shape = list(np.shape(np.asarray(row, dtype=np.float32)))
+            except (TypeError, ValueError):
+                shape = None
+            if shape != expected and not (expected == [1] and shape == []):
+                raise SpecInvalid(
+                    [
+                        SpecError(
+                            f"/inputs/{index}",
+                            f"expected a sample of shape {expected}, "
+                            f"got {shape if shape is not None else 'a non-numeric value'}",
+                        )
+                    ]
+                )
+        return torch.as_tensor(np.asarray(inputs, dtype=np.float32)).reshape(len(inputs), *self.input_shape)
 
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor) -> dict[str, Any]:

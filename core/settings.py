@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     data_root: Path | None = Field(None, description="folder `file` data sources may read from (none: refused)")
     device: str | None = Field(None, description="training device for workers (default: cuda if present)")
     sse_poll_seconds: float = Field(0.25, gt=0.0, le=10.0)
+    predict_max_batch: int = Field(64, ge=1, le=65536, description="rows per batched forward pass (1: no batching)")
+    predict_max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="how long a request waits for company")
+    model_cache_mb: int = Field(1024, ge=1, description="memory budget of the API's model cache")
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from sqlalchemy import func, select, text
 
@@ -35,11 +35,12 @@ def healthz(service: ServiceDep) -> dict[str, Any]:
 
 
 @router.get("/metrics", response_class=Response)
-def prometheus_metrics(service: ServiceDep) -> Response:
-    """Prometheus text format: runs by status."""
+def prometheus_metrics(service: ServiceDep, request: Request) -> Response:
+    """Prometheus text format: runs by status, prediction forward passes, model loads."""
     registry = CollectorRegistry()
     gauge = Gauge("trainyard_runs", "runs by status", ["status"], registry=registry)
     with service.sessions() as session:
         for status, count in session.execute(select(Run.status, func.count()).group_by(Run.status)):
             gauge.labels(status=status).set(count)
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    text = generate_latest(registry) + generate_latest(request.app.state.registry)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
