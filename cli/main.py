@@ -4,11 +4,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Annotated, Any
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -23,7 +24,9 @@ from core.spec.validate import parse_spec, plan_experiment, validate_document
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    pretty_exceptions_enable=False, help="Trainyard: JSON experiment specs → trained models.")
+    pretty_exceptions_enable=False,
+    help="Trainyard: JSON experiment specs → trained models.",
+)
 out_console = Console()
 err_console = Console(stderr=True)
 INVALID = 2
@@ -142,20 +145,25 @@ def train(
 
 @app.command()
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="a run folder written by `trainyard train`")],
+    run: Annotated[Path, typer.Argument(help="a run folder, or the model archive downloaded from the service")],
     inputs_path: Annotated[Path, typer.Argument(help='JSON: {"inputs": [...]} or a list of inputs')],
 ) -> None:
-    """Offline predictions from a run folder, with the run's stored preprocessing."""
+    """Offline predictions from a run's artifacts, with the run's stored preprocessing."""
     document = _read_json(inputs_path)
     inputs = document["inputs"] if isinstance(document, dict) else document
-    trained = load_trained(run_dir)
-    x = torch.as_tensor(inputs, dtype=torch.float32)
-    if tuple(x.shape[1:]) != trained.input_shape:
-        err_console.print(
-            f"[red]inputs have shape {list(x.shape[1:])} per row; the model takes {list(trained.input_shape)}[/red]"
-        )
-        raise typer.Exit(INVALID)
-    print(json.dumps(trained.predict(x)))
+    with tempfile.TemporaryDirectory() as unpacked:
+        folder = run
+        if zipfile.is_zipfile(run):
+            with zipfile.ZipFile(run) as archive:
+                archive.extractall(unpacked)
+            folder = Path(unpacked)
+        trained = load_trained(folder)
+        try:
+            result = trained.predict(trained.inputs_tensor(inputs))
+        except SpecInvalid as exc:
+            _print_errors(exc.errors)
+            raise typer.Exit(INVALID) from None
+    print(json.dumps(result))
 
 
 def _worker_argv(queue: str) -> list[str]:

@@ -1,0 +1,132 @@
+"""Predictions over HTTP: the run's stored preprocessing applied, seed 001's logistic regression,
+dynamic batching of concurrent requests, the model archive, and the error cases."""
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from safetensors.torch import load_file
+
+from core.artifacts import load_trained
+from tests.service.conftest import ROOT, TERMINAL, Backend, small_spec, wait_for
+
+pytestmark = pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+
+SEED_001 = {
+    "name": "seed-001-logistic",
+    "task": "binary",
+    "epochs": 300,
+    "data": {
+        "source": {"type": "inline", "x": [[1, 2], [2, 3], [3, 4], [4, 4], [5, 3], [6, 2]], "y": [0, 0, 0, 1, 1, 1]},
+        "split": {"validation": 0, "test": 0},
+        "preprocess": [],
+        "batch_size": 6,
+    },
+    "model": {"type": "linear"},
+    "loss": {"type": "bce"},
+    "optimizer": {"type": "sgd", "lr": 0.1},
+    "schedule": {"type": "constant"},
+    "regularization": {"l2": 0.0, "early_stopping": None},
+}
+
+
+@pytest.fixture(scope="module")
+def digits_run(client: TestClient) -> str:
+    run_id = client.post("/v1/runs", json=small_spec(epochs=4, name="predict-me")).json()["id"]
+    assert wait_for(client, run_id, TERMINAL)["status"] == "succeeded"
+    return run_id
+
+
+def digits_inputs(count: int) -> list:
+    from sklearn.datasets import load_digits
+
+    return load_digits().data[:count].reshape(count, 1, 8, 8).tolist()
+
+
+def test_http_predictions_apply_the_stored_standardization(
+    client: TestClient, backend: Backend, digits_run: str
+) -> None:
+    inputs = digits_inputs(5)
+    answer = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": inputs})
+    assert answer.status_code == 200
+    http_probabilities = torch.tensor(answer.json()["probabilities"])
+
+    folder = backend.settings.artifact_dir / digits_run
+    trained = load_trained(folder)
+    stats = load_file(folder / "preprocessing.safetensors")
+    raw = torch.tensor(inputs, dtype=torch.float32)
+    with torch.no_grad():
+        expected = torch.softmax(trained.model((raw - stats["0.mean"]) / stats["0.std"]), dim=-1)
+        unprocessed = torch.softmax(trained.model(raw), dim=-1)
+    assert torch.allclose(http_probabilities, expected, atol=1e-5)
+    assert not torch.allclose(http_probabilities, unprocessed, atol=1e-2)  # the statistics matter
+    assert answer.json()["predictions"] == [str(i) for i in expected.argmax(-1).tolist()]
+
+
+def test_seed_001_logistic_regression_predicts_6_4(client: TestClient) -> None:
+    run_id = client.post("/v1/runs", json=SEED_001).json()["id"]
+    assert wait_for(client, run_id, TERMINAL)["status"] == "succeeded"
+    answer = client.post(f"/v1/runs/{run_id}/predict", json={"inputs": [[6, 4], [1, 2]]}).json()
+    assert answer["predictions"] == ["1", "0"]
+    assert answer["probabilities"][0][1] > 0.5 > answer["probabilities"][1][1]
+
+
+def test_concurrent_requests_share_forward_passes(client: TestClient, digits_run: str) -> None:
+    service = client.app.state.service
+    service.models.models.pop(digits_run, None)
+    service.models.max_wait_s = 0.05  # a generous window so the test's threads land in it
+    inputs = digits_inputs(48)
+    single = [client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": [row]}).json() for row in inputs[:1]]
+    batcher = service.models.cached(digits_run).batcher
+    before = batcher.forward_passes
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(
+            pool.map(lambda row: client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": [row]}), inputs)
+        )
+    passes = batcher.forward_passes - before
+    assert all(a.status_code == 200 for a in answers)
+    assert passes < len(inputs) / 2, f"{passes} forward passes for {len(inputs)} requests"
+    together = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": inputs}).json()
+    assert [a.json()["predictions"][0] for a in answers] == together["predictions"]  # each caller got its own row
+    assert single[0]["predictions"][0] == together["predictions"][0]
+    assert "trainyard_predict_forward_passes_total" in client.get("/metrics").text
+
+
+def test_bad_inputs_and_unready_runs(client: TestClient, digits_run: str) -> None:
+    wrong = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": [digits_inputs(1)[0], [1, 2, 3]]})
+    assert wrong.status_code == 422
+    assert wrong.json()["errors"][0]["pointer"] == "/inputs/1"
+    assert "[1, 8, 8]" in wrong.json()["errors"][0]["message"]
+    assert client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": []}).status_code == 422
+    assert client.post("/v1/runs/run_missing/predict", json={"inputs": [[1]]}).status_code == 404
+    queued = client.post("/v1/runs", json=small_spec(epochs=200, name="not-yet")).json()["id"]
+    assert client.post(f"/v1/runs/{queued}/predict", json={"inputs": [[1]]}).status_code == 409
+    assert client.get(f"/v1/runs/{queued}/artifacts/model").status_code == 409
+    client.post(f"/v1/runs/{queued}/cancel")
+    wait_for(client, queued, TERMINAL)
+
+
+def test_model_archive_predicts_offline(client: TestClient, digits_run: str, tmp_path: Path) -> None:
+    archive = client.get(f"/v1/runs/{digits_run}/artifacts/model")
+    assert archive.status_code == 200 and archive.headers["content-type"] == "application/zip"
+    names = set(zipfile.ZipFile(io.BytesIO(archive.content)).namelist())
+    assert {"model.safetensors", "preprocessing.safetensors", "spec.json", "meta.json"} <= names
+    (tmp_path / "model.zip").write_bytes(archive.content)
+    inputs = digits_inputs(3)
+    (tmp_path / "inputs.json").write_text(json.dumps({"inputs": inputs}))
+    offline = subprocess.run(
+        [sys.executable, "-m", "cli.main", "predict", str(tmp_path / "model.zip"), str(tmp_path / "inputs.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    online = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": inputs}).json()
+    assert json.loads(offline.stdout)["predictions"] == online["predictions"]
