@@ -14,12 +14,17 @@ from core.artifacts import TrainedModel, load_trained
 
 
 class Batcher:
-    """Requests wait up to ``max_wait_s`` (or until ``max_batch`` rows) to share a forward pass."""
+    """Gathers concurrent requests for one model into one forward pass.
+
+    A request alone runs at once; while other callers are in flight, a batch waits up to
+    ``max_wait_s`` for them (or until ``max_batch`` rows), and requests that arrive during a
+    forward pass form the next batch."""
 
     def __init__(self, trained: TrainedModel, max_batch: int, max_wait_s: float, passes: Counter) -> None:
         self.trained, self.max_batch, self.max_wait_s = trained, max_batch, max_wait_s
         self.passes = passes
         self.forward_passes = 0
+        self.in_flight = 0
         self.queue: asyncio.Queue[tuple[torch.Tensor, asyncio.Future]] = asyncio.Queue()
         self.task: asyncio.Task | None = None
 
@@ -29,13 +34,17 @@ class Batcher:
         return self.trained.predict(inputs)
 
     async def predict(self, inputs: torch.Tensor) -> dict[str, Any]:
-        if self.max_batch <= 1 or self.max_wait_s <= 0:
+        if self.max_batch <= 1:
             return await asyncio.to_thread(self._forward, inputs)
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((inputs, future))
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._gather())
-        return await future
+        self.in_flight += 1
+        try:
+            self.queue.put_nowait((inputs, future))
+            if self.task is None or self.task.done():
+                self.task = asyncio.create_task(self._gather())
+            return await future
+        finally:
+            self.in_flight -= 1
 
     async def _gather(self) -> None:
         loop = asyncio.get_running_loop()
@@ -43,14 +52,17 @@ class Batcher:
             batch = [self.queue.get_nowait()]
             rows = len(batch[0][0])
             deadline = loop.time() + self.max_wait_s
-            while rows < self.max_batch:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), remaining)
-                except TimeoutError:
-                    break
+            while rows < self.max_batch and (not self.queue.empty() or self.in_flight > len(batch)):
+                if self.queue.empty():
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self.queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                else:
+                    item = self.queue.get_nowait()
                 batch.append(item)
                 rows += len(item[0])
             await self._run(batch)

@@ -1,0 +1,133 @@
+"""Prediction latency and throughput against a running `trainyard serve` (uvicorn, real HTTP):
+p50 / p99 for one row, and throughput at 64 concurrent clients with dynamic batching on ÷ off.
+
+    python bench/predict_latency.py [--requests 2000]
+"""
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = {
+    "name": "bench-predict",
+    "epochs": 3,
+    "data": {"source": {"type": "builtin", "name": "digits"}},
+    "model": {"type": "mlp", "hidden": [128, 64]},
+    "regularization": {"early_stopping": None},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def server(data_dir: Path, **env: str):
+    port = free_port()
+    environment = {**os.environ, **{f"TRAINYARD_{k.upper()}": v for k, v in env.items()}}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"{url}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def train(url: str) -> str:
+    run_id = httpx.post(f"{url}/v1/runs", json=SPEC, timeout=60).json()["id"]
+    while (status := httpx.get(f"{url}/v1/runs/{run_id}").json()["status"]) not in ("succeeded", "failed"):
+        time.sleep(0.2)
+    assert status == "succeeded"
+    return run_id
+
+
+def one_row_latency(url: str, run_id: str, requests: int) -> list[float]:
+    row = {"inputs": [[[[float((i * j) % 16) for j in range(8)] for i in range(8)]]]}
+    times = []
+    with httpx.Client(base_url=url) as client:
+        for _ in range(50):
+            client.post(f"/v1/runs/{run_id}/predict", json=row)
+        for _ in range(requests):
+            started = time.perf_counter()
+            client.post(f"/v1/runs/{run_id}/predict", json=row).raise_for_status()
+            times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+async def concurrent_throughput(url: str, run_id: str, clients: int, requests: int) -> float:
+    row = {"inputs": [[[[float((i + j) % 16) for j in range(8)] for i in range(8)]]]}
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                (await client.post(f"/v1/runs/{run_id}/predict", json=row)).raise_for_status()
+
+        await asyncio.gather(*(worker(5) for _ in range(clients)))  # warm up
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(requests // clients) for _ in range(clients)))
+        return (requests // clients) * clients / (time.perf_counter() - started)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="trainyard-predict-"))
+    table = Table(title=f"POST /v1/runs/ID/predict, digits MLP [128, 64], {args.requests} requests")
+    for column in ("batching", "1-row p50 (ms)", "1-row p99 (ms)", "64 clients (req/s)", "ratio"):
+        table.add_column(column)
+    rows = []
+    for label, env in (("off (max_batch 1)", {"predict_max_batch": "1"}), ("on (64 rows, 2 ms)", {})):
+        with server(data_dir, **env) as url:
+            run_id = rows[0][0] if rows else train(url)
+            latency = one_row_latency(url, run_id, args.requests // 4)
+            rate = asyncio.run(concurrent_throughput(url, run_id, 64, args.requests))
+            rows.append((run_id, label, latency, rate))
+    base = rows[0][3]
+    for _, label, latency, rate in rows:
+        table.add_row(
+            label,
+            f"{statistics.median(latency):.2f}",
+            f"{percentile(latency, 0.99):.2f}",
+            f"{rate:.0f}",
+            f"{rate / base:.2f}",
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
