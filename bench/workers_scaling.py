@@ -1,0 +1,44 @@
+"""Throughput of independent short runs with 2 workers ÷ 1 worker (PostgreSQL + Redis).
+
+    python bench/workers_scaling.py [--runs 12]
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.local_service import local_service, tiny_spec, wait
+
+
+def throughput(workers: int, runs: int) -> float:
+    with local_service("redis", workers=workers) as client:
+        spec = tiny_spec(epochs=20, data={"source": {"type": "builtin", "name": "digits"}})
+        started = time.perf_counter()
+        ids = [client.post("/v1/runs", json=spec).json()["id"] for _ in range(runs)]
+        for run_id in ids:
+            assert wait(client, run_id)["status"] == "succeeded"
+        return runs / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=12)
+    args = parser.parse_args()
+    table = Table(title=f"{args.runs} independent digits runs (20 epochs each), PostgreSQL + Redis")
+    for column in ("workers", "runs / minute", "ratio vs 1 worker"):
+        table.add_column(column)
+    base = None
+    for workers in (1, 2):
+        rate = throughput(workers, args.runs) * 60
+        base = base or rate
+        table.add_row(str(workers), f"{rate:.1f}", f"{rate / base:.2f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
