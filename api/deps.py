@@ -1,6 +1,7 @@
 """Request dependencies as Annotated aliases: ``SessionDep``, ``ServiceDep``."""
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -9,7 +10,9 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.serving import ModelCache
+from core.data.files import DataAccess, data_access
 from core.settings import Settings
+from core.store.datasets import dataset_resolver
 
 
 @dataclass
@@ -20,6 +23,11 @@ class Service:
     sessions: sessionmaker[Session]
     queue: Celery
     models: ModelCache
+
+
+def data_access_for(service: Service) -> AbstractContextManager[DataAccess]:
+    """Let data sources read the configured data root and this service's uploads."""
+    return data_access(data_root=service.settings.data_root, resolve_dataset=dataset_resolver(service.sessions))
 
 
 def get_service(request: Request) -> Service:

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from api import problems
 from api.deps import Service
-from api.routes import health, models, runs, specs
+from api.routes import datasets, health, models, runs, specs
 from api.serving import ModelCache
 from core.settings import Settings
 from core.store.db import make_engine, migrate, schema_is_current, session_factory
@@ -47,6 +47,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.registry = CollectorRegistry()
     problems.install(app)
-    for module in (runs, models, specs, health):
+    for module in (runs, models, specs, datasets, health):
         app.include_router(module.router)
     return app

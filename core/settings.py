@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     sse_poll_seconds: float = Field(0.25, gt=0.0, le=10.0)
     predict_max_batch: int = Field(64, ge=1, le=65536, description="rows per batched forward pass (1: no batching)")
     predict_max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="how long a request waits for company")
+    max_upload_mb: int = Field(256, ge=1, description="largest dataset upload")
     model_cache_mb: int = Field(1024, ge=1, description="memory budget of the API's model cache")
 
     @cached_property

@@ -10,12 +10,14 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.artifacts import save_run
+from core.data.files import data_access
 from core.engine.events import Callback, State
 from core.engine.run import run_experiment
 from core.settings import Settings
 from core.spec.errors import SpecInvalid
 from core.spec.validate import parse_spec
 from core.store import runs
+from core.store.datasets import dataset_resolver
 from core.store.db import make_engine, migrate, session_factory
 from core.store.models import Run
 
@@ -28,6 +30,7 @@ class WorkerContext:
     artifact_dir: Path
     device: str | None
     name: str
+    data_root: Path | None
 
 
 def worker_context(settings: Settings) -> WorkerContext:
@@ -37,6 +40,7 @@ def worker_context(settings: Settings) -> WorkerContext:
         settings.artifact_dir,
         settings.device,
         f"{socket.gethostname()}:{os.getpid()}",
+        settings.data_root,
     )
 
 
@@ -69,8 +73,9 @@ def execute_run(*, run_id: str, context: WorkerContext) -> str:
             return "skipped"
         spec_document = session.get(Run, run_id).spec
     try:
-        spec = parse_spec(spec_document)
-        result = run_experiment(spec, callbacks=[DatabaseReporter(context.sessions, run_id)], device=context.device)
+        with data_access(data_root=context.data_root, resolve_dataset=dataset_resolver(context.sessions)):
+            spec = parse_spec(spec_document)
+            result = run_experiment(spec, callbacks=[DatabaseReporter(context.sessions, run_id)], device=context.device)
     except SpecInvalid as exc:
         return _finish(context, run_id, "failed", None, f"invalid spec: {exc}", None)
     except Exception as exc:

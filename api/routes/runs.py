@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Header, Query, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import ServiceDep, SessionDep
+from api.deps import ServiceDep, SessionDep, data_access_for
 from api.problems import Problem
 from api.schemas import RunList, RunMetrics, RunPublic, Series, finite
 from core.spec.validate import parse_spec, plan_experiment
@@ -42,8 +42,9 @@ def submit_run(
         earlier = runs.run_by_idempotency_key(session=session, key=idempotency_key)
         if earlier is not None:
             return _repeat(earlier, request_hash)
-    spec = parse_spec(document)
-    plan_experiment(spec)
+    with data_access_for(service):
+        spec = parse_spec(document)
+        plan_experiment(spec)
     try:
         run = runs.create_run(
             session=session,

@@ -4,6 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from api.deps import ServiceDep, data_access_for
 from api.routes.runs import SpecDocument
 from core.spec.schema import ExperimentSpec
 from core.spec.validate import parse_spec, plan_experiment
@@ -12,10 +13,11 @@ router = APIRouter(prefix="/v1/specs", tags=["specs"])
 
 
 @router.post("/validate")
-def validate_spec(document: SpecDocument) -> dict[str, Any]:
+def validate_spec(document: SpecDocument, service: ServiceDep) -> dict[str, Any]:
     """The resolved spec with defaults, the per-layer table (output shape, parameters, FLOPs),
     the parameter count and a memory estimate; 422 problem+json with pointers when invalid."""
-    return plan_experiment(parse_spec(document)).report()
+    with data_access_for(service):
+        return plan_experiment(parse_spec(document)).report()
 
 
 @router.get("/schema")

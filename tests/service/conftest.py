@@ -47,13 +47,9 @@ def _redis_reachable() -> None:
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """A real worker process; its log goes to worker.log in the backend's data folder."""
+    log = (Path(env["TRAINYARD_DATA_DIR"]) / "worker.log").open("ab")
+    return subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT, env=env, stdout=log, stderr=log)
 
 
 @pytest.fixture(scope="module", params=["embedded", "production"])
