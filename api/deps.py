@@ -1,4 +1,4 @@
-"""Request dependencies as Annotated aliases: ``SessionDep``, ``ServiceDep``."""
+"""Request dependencies as Annotated aliases: ``ServiceDep``, ``SessionDep``, ``TenantDep``."""
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -6,13 +6,16 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.problems import Problem
 from api.serving import ModelCache
 from core.data.files import DataAccess, data_access
 from core.settings import Settings
 from core.store.datasets import dataset_resolver
+from core.store.keys import tenant_for_key
+from core.store.models import LOCAL_TENANT
 
 
 @dataclass
@@ -25,11 +28,6 @@ class Service:
     models: ModelCache
 
 
-def data_access_for(service: Service) -> AbstractContextManager[DataAccess]:
-    """Let data sources read the configured data root and this service's uploads."""
-    return data_access(data_root=service.settings.data_root, resolve_dataset=dataset_resolver(service.sessions))
-
-
 def get_service(request: Request) -> Service:
     return request.app.state.service
 
@@ -39,5 +37,32 @@ def get_session(service: Annotated[Service, Depends(get_service)]) -> Iterator[S
         yield session
 
 
+def get_tenant(
+    service: Annotated[Service, Depends(get_service)], authorization: Annotated[str | None, Header()] = None
+) -> str:
+    """The caller's tenant: from ``Authorization: Bearer <key>``, or the local user when auth is off."""
+    if service.settings.auth == "off":
+        return LOCAL_TENANT
+    scheme, _, key = (authorization or "").partition(" ")
+    tenant = None
+    if scheme.lower() == "bearer" and key:
+        with service.sessions() as session:
+            tenant = tenant_for_key(session=session, key=key.strip())
+    if tenant is None:
+        raise Problem(
+            401,
+            "Unauthorized",
+            "a valid API key is required: Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return tenant
+
+
 ServiceDep = Annotated[Service, Depends(get_service)]
 SessionDep = Annotated[Session, Depends(get_session)]
+TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+def data_access_for(service: Service, tenant: str) -> AbstractContextManager[DataAccess]:
+    """Let data sources read the configured data root and the tenant's uploads."""
+    return data_access(data_root=service.settings.data_root, resolve_dataset=dataset_resolver(service.sessions, tenant))

@@ -1,5 +1,6 @@
 """The FastAPI application: routes mounted in one place, migrations applied at start."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from api import problems
 from api.deps import Service
 from api.routes import datasets, health, models, runs, specs
 from api.serving import ModelCache
+from api.sweeper import sweep_forever
 from core.settings import Settings
 from core.store.db import make_engine, migrate, schema_is_current, session_factory
 from worker.celery_app import make_celery
@@ -28,15 +30,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(url)
         if not schema_is_current(engine):
             raise RuntimeError("the database schema is behind the code; run the migrations")
-        log.warning("auth is off: single local user (TRAINYARD_AUTH=off)")
+        if settings.auth == "off":
+            log.warning("auth is off: single local user (TRAINYARD_AUTH=off)")
         models = ModelCache(
             settings.model_cache_mb * 2**20,
             settings.predict_max_batch,
             settings.predict_max_wait_ms / 1000,
             app.state.registry,
         )
-        app.state.service = Service(settings, session_factory(engine), make_celery(settings), models)
+        sessions, queue = session_factory(engine), make_celery(settings)
+        app.state.service = Service(settings, sessions, queue, models)
+        sweeper = asyncio.create_task(sweep_forever(queue, settings, sessions))
         yield
+        sweeper.cancel()
         engine.dispose()
 
     app = FastAPI(

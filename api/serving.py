@@ -83,6 +83,7 @@ class Batcher:
 
 @dataclass
 class ServedModel:
+    tenant: str
     trained: TrainedModel
     batcher: Batcher
     size: int
@@ -117,7 +118,7 @@ class ModelCache:
             self.models.move_to_end(run_id)
         return served
 
-    async def get(self, run_id: str, folder: Path) -> ServedModel:
+    async def get(self, run_id: str, folder: Path, tenant: str) -> ServedModel:
         served = self.cached(run_id)
         if served is not None:
             return served
@@ -128,7 +129,10 @@ class ModelCache:
                 trained = await asyncio.to_thread(load_trained, folder)
                 self.loads.inc()
                 served = ServedModel(
-                    trained, Batcher(trained, self.max_batch, self.max_wait_s, self.passes), model_bytes(trained)
+                    tenant,
+                    trained,
+                    Batcher(trained, self.max_batch, self.max_wait_s, self.passes),
+                    model_bytes(trained),
                 )
                 self.models[run_id] = served
                 self._evict()

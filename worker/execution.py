@@ -4,6 +4,7 @@ artifacts to the database and the artifact store. Testable without a queue."""
 import logging
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,8 @@ class WorkerContext:
     device: str | None
     name: str
     data_root: Path | None
+    lease_s: float
+    max_running: int
 
 
 def worker_context(settings: Settings) -> WorkerContext:
@@ -41,6 +44,8 @@ def worker_context(settings: Settings) -> WorkerContext:
         settings.device,
         f"{socket.gethostname()}:{os.getpid()}",
         settings.data_root,
+        settings.lease_seconds,
+        settings.quota_running,
     )
 
 
@@ -65,15 +70,53 @@ class DatabaseReporter(Callback):
                 state.stop("cancelled by request", status="cancelled")
 
 
+class Heartbeat:
+    """Renews the run's lease from a background thread while it trains."""
+
+    def __init__(self, context: WorkerContext, run_id: str) -> None:
+        self.context, self.run_id = context, run_id
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(self.context.lease_s / 3):
+            with self.context.sessions() as session:
+                runs.renew_lease(
+                    session=session, run_id=self.run_id, worker=self.context.name, lease_s=self.context.lease_s
+                )
+
+    def __enter__(self) -> "Heartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
 def execute_run(*, run_id: str, context: WorkerContext) -> str:
-    """Train run ``run_id`` if this worker wins the claim; returns the final status (or 'skipped')."""
+    """Train run ``run_id`` if this worker wins the claim. Returns the final status, 'skipped'
+    (not queued any more) or 'deferred' (its tenant already has its quota of running runs)."""
     with context.sessions() as session:
-        if not runs.claim_run(session=session, run_id=run_id, worker=context.name):
+        if not runs.claim_run(
+            session=session,
+            run_id=run_id,
+            worker=context.name,
+            lease_s=context.lease_s,
+            max_running=context.max_running,
+        ):
+            run = session.get(Run, run_id)
+            if run is not None and run.status == "queued":
+                return "deferred"
             log.info("run %s is not queued any more; skipping", run_id)
             return "skipped"
-        spec_document = session.get(Run, run_id).spec
+        run = session.get(Run, run_id)
+        spec_document, tenant = run.spec, run.tenant
     try:
-        with data_access(data_root=context.data_root, resolve_dataset=dataset_resolver(context.sessions)):
+        with (
+            Heartbeat(context, run_id),
+            data_access(data_root=context.data_root, resolve_dataset=dataset_resolver(context.sessions, tenant)),
+        ):
             spec = parse_spec(spec_document)
             result = run_experiment(spec, callbacks=[DatabaseReporter(context.sessions, run_id)], device=context.device)
     except SpecInvalid as exc:

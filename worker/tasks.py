@@ -7,11 +7,14 @@ from worker.execution import WorkerContext, execute_run, worker_context
 settings = Settings()
 app = make_celery(settings)
 _context: list[WorkerContext] = []
+DEFER_SECONDS = 5
 
 
 @app.task(name=TRAIN_TASK)
 def train_run(run_id: str) -> None:
-    """Adapter: a run id from the queue → ``execute_run`` (the domain function)."""
+    """Adapter: a run id from the queue → ``execute_run`` (the domain function). A run deferred by
+    its tenant's quota of running runs is sent again a little later."""
     if not _context:
         _context.append(worker_context(settings))
-    execute_run(run_id=run_id, context=_context[0])
+    if execute_run(run_id=run_id, context=_context[0]) == "deferred":
+        train_run.apply_async(args=[run_id], countdown=DEFER_SECONDS, queue=settings.queue)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile, status
 from pydantic import BaseModel
 
-from api.deps import ServiceDep, SessionDep
+from api.deps import ServiceDep, SessionDep, TenantDep
 from api.problems import Problem
 from core.data.files import inspect_table
 from core.store.models import DatasetFile
@@ -48,6 +48,7 @@ def upload_dataset(
     file: Annotated[UploadFile, File(description="a CSV (header row) or an NPZ archive")],
     session: SessionDep,
     service: ServiceDep,
+    tenant: TenantDep,
     format: Annotated[str | None, Form(pattern="^(csv|npz)$")] = None,
 ) -> DatasetPublic:
     """Store an upload and report what reading it found (rows, columns, malformed lines);
@@ -63,6 +64,7 @@ def upload_dataset(
     path.write_bytes(raw)
     row = DatasetFile(
         id=dataset_id,
+        tenant=tenant,
         filename=file.filename or "upload",
         format=report.format,
         uri=str(path),
@@ -81,8 +83,8 @@ def upload_dataset(
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)
-def read_dataset(dataset_id: str, session: SessionDep) -> DatasetPublic:
+def read_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> DatasetPublic:
     row = session.get(DatasetFile, dataset_id)
-    if row is None:
+    if row is None or row.tenant != tenant:
         raise Problem(404, "Dataset not found", f"no dataset {dataset_id!r}")
     return DatasetPublic.of(row)

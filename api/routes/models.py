@@ -9,10 +9,10 @@ from fastapi import APIRouter, Body
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from api.deps import ServiceDep
+from api.deps import ServiceDep, TenantDep
 from api.problems import Problem
 from api.serving import ServedModel
-from core.store.models import Run
+from core.store.runs import get_run
 
 router = APIRouter(prefix="/v1/runs", tags=["models"])
 
@@ -26,36 +26,38 @@ class PredictResponse(BaseModel):
     probabilities: list[list[float]] | None = None
 
 
-def _succeeded_run(service: ServiceDep, run_id: str) -> None:
+def _succeeded_run(service: ServiceDep, run_id: str, tenant: str) -> None:
     with service.sessions() as session:
-        run = session.get(Run, run_id)
+        run = get_run(session=session, run_id=run_id, tenant=tenant)
         if run is None:
             raise Problem(404, "Run not found", f"no run {run_id!r}")
         if run.status != "succeeded":
             raise Problem(409, "Run has no model", f"run {run_id} is {run.status}; only succeeded runs predict")
 
 
-async def _served(service: ServiceDep, run_id: str) -> ServedModel:
+async def _served(service: ServiceDep, run_id: str, tenant: str) -> ServedModel:
     served = service.models.cached(run_id)  # a cached model's run already succeeded: no query
-    if served is None:
-        await asyncio.to_thread(_succeeded_run, service, run_id)
-        served = await service.models.get(run_id, service.settings.artifact_dir / run_id)
+    if served is None or served.tenant != tenant:
+        await asyncio.to_thread(_succeeded_run, service, run_id, tenant)
+        served = await service.models.get(run_id, service.settings.artifact_dir / run_id, tenant)
     return served
 
 
 @router.post("/{run_id}/predict", response_model=PredictResponse, response_model_exclude_none=True)
-async def predict(run_id: str, request: Annotated[PredictRequest, Body()], service: ServiceDep) -> dict[str, Any]:
+async def predict(
+    run_id: str, request: Annotated[PredictRequest, Body()], service: ServiceDep, tenant: TenantDep
+) -> dict[str, Any]:
     """Predictions for new inputs with the run's stored preprocessing; concurrent requests are
     batched into one forward pass. Class labels and probabilities for classifiers."""
-    served = await _served(service, run_id)
+    served = await _served(service, run_id, tenant)
     return await served.batcher.predict(served.trained.inputs_tensor(request.inputs))
 
 
 @router.get("/{run_id}/artifacts/model", response_class=Response, responses={200: {"content": {"application/zip": {}}}})
-def model_artifact(run_id: str, service: ServiceDep) -> Response:
+def model_artifact(run_id: str, service: ServiceDep, tenant: TenantDep) -> Response:
     """A zip of the weights (safetensors), resolved spec, preprocessing state and summary;
     `trainyard predict ARCHIVE INPUT.json` predicts from it offline."""
-    _succeeded_run(service, run_id)
+    _succeeded_run(service, run_id, tenant)
     folder = service.settings.artifact_dir / run_id
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:

@@ -10,20 +10,23 @@ from fastapi import APIRouter, Body, Header, Query, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import ServiceDep, SessionDep, data_access_for
+from api.deps import ServiceDep, SessionDep, TenantDep, data_access_for
 from api.problems import Problem
 from api.schemas import RunList, RunMetrics, RunPublic, Series, finite
-from core.spec.validate import parse_spec, plan_experiment
+from api.sweeper import send
+from core.settings import Settings
+from core.spec.errors import SpecError, SpecInvalid
+from core.spec.validate import Plan, parse_spec, plan_experiment
 from core.store import runs
 from core.store.models import RUN_STATUSES, Run
-from worker.celery_app import TRAIN_TASK
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 SpecDocument = Annotated[dict[str, Any], Body(description="an experiment spec; see GET /v1/specs/schema")]
 
 
-def get_run_or_404(session: SessionDep, run_id: str) -> Run:
-    run = session.get(Run, run_id)
+def get_run_or_404(session: SessionDep, run_id: str, tenant: str) -> Run:
+    """The tenant's run; another tenant's run is a 404 too (its existence is not disclosed)."""
+    run = runs.get_run(session=session, run_id=run_id, tenant=tenant)
     if run is None:
         raise Problem(404, "Run not found", f"no run {run_id!r}")
     return run
@@ -34,36 +37,64 @@ def submit_run(
     document: SpecDocument,
     session: SessionDep,
     service: ServiceDep,
+    tenant: TenantDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> RunPublic:
-    """Validate the spec against its data and queue it; 202 with the queued run."""
+    """Validate the spec against its data and the tenant's limits, store it and queue it: 202 with
+    the queued run. A repeated Idempotency-Key returns the original run."""
     request_hash = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
-    if idempotency_key:
-        earlier = runs.run_by_idempotency_key(session=session, key=idempotency_key)
+    scoped_key = f"{tenant}:{idempotency_key}" if idempotency_key else None
+    if scoped_key:
+        earlier = runs.run_by_idempotency_key(session=session, key=scoped_key)
         if earlier is not None:
             return _repeat(earlier, request_hash)
-    with data_access_for(service):
-        spec = parse_spec(document)
-        plan_experiment(spec)
+    with data_access_for(service, tenant):
+        plan = plan_experiment(parse_spec(document))
+    check_limits(plan, service.settings)
+    if runs.count_active(session=session, tenant=tenant, status="queued") >= service.settings.quota_queued:
+        raise Problem(429, "Quota exceeded", f"{service.settings.quota_queued} runs are already queued for you")
     try:
         run = runs.create_run(
             session=session,
-            spec=spec.model_dump(mode="json"),
-            name=spec.name,
-            idempotency_key=idempotency_key,
+            tenant=tenant,
+            spec=plan.spec.model_dump(mode="json"),
+            name=plan.spec.name,
+            idempotency_key=scoped_key,
             request_hash=request_hash,
         )
         session.commit()
     except IntegrityError:  # the same key raced in from another request
         session.rollback()
-        return _repeat(runs.run_by_idempotency_key(session=session, key=idempotency_key or ""), request_hash)
-    try:
-        service.queue.send_task(TRAIN_TASK, args=[run.id], queue=service.settings.queue)
-    except Exception as exc:
-        session.delete(run)
-        session.commit()
-        raise Problem(503, "Queue unavailable", f"the run was not queued: {exc}") from None
+        return _repeat(runs.run_by_idempotency_key(session=session, key=scoped_key or ""), request_hash)
+    send(service.queue, service.settings, service.sessions, [run.id])  # if the broker is down, the sweeper retries
     return RunPublic.of(run)
+
+
+def check_limits(plan: Plan, settings: Settings) -> None:
+    """The service's size limits: model parameters and epochs × samples."""
+    if plan.params > settings.max_params:
+        raise SpecInvalid(
+            [
+                SpecError(
+                    "/model",
+                    f"the model has {plan.params:,} parameters "
+                    f"(~{plan.params * 4 / 2**30:.1f} GiB of weights); the limit is "
+                    f"{settings.max_params:,}",
+                    "use fewer or narrower layers",
+                )
+            ]
+        )
+    work = plan.spec.epochs * len(plan.data)
+    if work > settings.max_epoch_samples:
+        raise SpecInvalid(
+            [
+                SpecError(
+                    "/epochs",
+                    f"epochs × samples = {work:,} exceeds the limit {settings.max_epoch_samples:,}",
+                    "train fewer epochs",
+                )
+            ]
+        )
 
 
 def _repeat(run: Run | None, request_hash: str) -> RunPublic:
@@ -75,29 +106,31 @@ def _repeat(run: Run | None, request_hash: str) -> RunPublic:
 @router.get("", response_model=RunList)
 def list_runs(
     session: SessionDep,
+    tenant: TenantDep,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(RUN_STATUSES) + ")$")] = None,
     name: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
 ) -> RunList:
     """Runs, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
-    page = runs.list_runs(session=session, status=status, name=name, limit=limit, cursor=cursor)
+    page = runs.list_runs(session=session, tenant=tenant, status=status, name=name, limit=limit, cursor=cursor)
     return RunList(items=[RunPublic.of(r) for r in page], next_cursor=page[-1].id if len(page) == limit else None)
 
 
 @router.get("/{run_id}", response_model=RunPublic)
-def read_run(run_id: str, session: SessionDep) -> RunPublic:
-    return RunPublic.of(get_run_or_404(session, run_id))
+def read_run(run_id: str, session: SessionDep, tenant: TenantDep) -> RunPublic:
+    return RunPublic.of(get_run_or_404(session, run_id, tenant))
 
 
 @router.get("/{run_id}/metrics", response_model=RunMetrics)
 def read_metrics(
     run_id: str,
     session: SessionDep,
+    tenant: TenantDep,
     names: Annotated[list[str] | None, Query(description="only these metric names")] = None,
 ) -> RunMetrics:
     """Every metric series of the run (per epoch and per step), read in one query."""
-    get_run_or_404(session, run_id)
+    get_run_or_404(session, run_id, tenant)
     series: dict[str, Series] = {}
     for row in runs.metric_rows(session=session, run_id=run_id, names=names):
         points = series.setdefault(row.name, Series(step=[], epoch=[], value=[]))
@@ -108,9 +141,9 @@ def read_metrics(
 
 
 @router.post("/{run_id}/cancel", response_model=RunPublic)
-def cancel(run_id: str, session: SessionDep) -> RunPublic:
+def cancel(run_id: str, session: SessionDep, tenant: TenantDep) -> RunPublic:
     """Stop a queued run at once or a running one within an epoch; 409 if it already finished."""
-    run = get_run_or_404(session, run_id)
+    run = get_run_or_404(session, run_id, tenant)
     if runs.is_terminal(run.status):
         raise Problem(409, "Run already finished", f"run {run_id} is {run.status}")
     runs.cancel_run(session=session, run_id=run_id)
@@ -127,11 +160,15 @@ def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
     "/{run_id}/events", response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}}
 )
 def events(
-    run_id: str, session: SessionDep, service: ServiceDep, last_event_id: Annotated[int | None, Header()] = None
+    run_id: str,
+    session: SessionDep,
+    service: ServiceDep,
+    tenant: TenantDep,
+    last_event_id: Annotated[int | None, Header()] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: ``status`` on every status change, ``metric`` for every point, in order;
     ends after the run finishes. Reconnect with Last-Event-ID to resume after a metric."""
-    get_run_or_404(session, run_id)
+    get_run_or_404(session, run_id, tenant)
     poll = service.settings.sse_poll_seconds
 
     def stream() -> Iterator[str]:

@@ -4,8 +4,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import ServiceDep, data_access_for
-from api.routes.runs import SpecDocument
+from api.deps import ServiceDep, TenantDep, data_access_for
+from api.routes.runs import SpecDocument, check_limits
 from core.spec.schema import ExperimentSpec
 from core.spec.validate import parse_spec, plan_experiment
 
@@ -13,11 +13,13 @@ router = APIRouter(prefix="/v1/specs", tags=["specs"])
 
 
 @router.post("/validate")
-def validate_spec(document: SpecDocument, service: ServiceDep) -> dict[str, Any]:
+def validate_spec(document: SpecDocument, service: ServiceDep, tenant: TenantDep) -> dict[str, Any]:
     """The resolved spec with defaults, the per-layer table (output shape, parameters, FLOPs),
     the parameter count and a memory estimate; 422 problem+json with pointers when invalid."""
-    with data_access_for(service):
-        return plan_experiment(parse_spec(document)).report()
+    with data_access_for(service, tenant):
+        plan = plan_experiment(parse_spec(document))
+    check_limits(plan, service.settings)
+    return plan.report()
 
 
 @router.get("/schema")

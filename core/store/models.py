@@ -8,6 +8,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+LOCAL_TENANT = "local"  # the single user of a service running with auth off
 
 
 def utcnow() -> datetime:
@@ -22,6 +23,7 @@ class Run(Base):
     __tablename__ = "runs"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100), index=True, default=LOCAL_TENANT)
     name: Mapped[str] = mapped_column(String(200), index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     spec: Mapped[dict[str, Any]]
@@ -32,16 +34,20 @@ class Run(Base):
     worker: Mapped[str | None] = mapped_column(String(200))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     epoch: Mapped[int] = mapped_column(Integer, default=0)
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(300), unique=True)  # tenant-qualified
     request_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    enqueued_at: Mapped[datetime | None]
 
 
 class Metric(Base):
+    """One point; (run, name, step) is unique so a resumed or repeated write never duplicates it."""
+
     __tablename__ = "metrics"
-    __table_args__ = (Index("ix_metrics_run_name_step", "run_id", "name", "step"),)
+    __table_args__ = (Index("ix_metrics_run_name_step", "run_id", "name", "step", unique=True),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -68,6 +74,7 @@ class DatasetFile(Base):
     __tablename__ = "datasets"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100), index=True, default=LOCAL_TENANT)
     filename: Mapped[str] = mapped_column(String(300))
     format: Mapped[str] = mapped_column(String(8))
     uri: Mapped[str] = mapped_column(Text)
@@ -76,3 +83,16 @@ class DatasetFile(Base):
     columns: Mapped[dict[str, Any]]
     report: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """A tenant's API key, stored as its SHA-256 with a short public prefix for lookup."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(100), index=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]

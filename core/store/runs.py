@@ -3,11 +3,12 @@
 import secrets
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
 
 from core.store.models import TERMINAL_STATUSES, Artifact, Metric, Run, utcnow
 
@@ -20,6 +21,7 @@ def new_id(prefix: str) -> str:
 def create_run(
     *,
     session: Session,
+    tenant: str,
     spec: dict[str, Any],
     name: str,
     idempotency_key: str | None = None,
@@ -27,6 +29,7 @@ def create_run(
 ) -> Run:
     run = Run(
         id=new_id("run"),
+        tenant=tenant,
         name=name,
         status="queued",
         spec=spec,
@@ -39,13 +42,25 @@ def create_run(
     return run
 
 
+def get_run(*, session: Session, run_id: str, tenant: str) -> Run | None:
+    """The run if it belongs to ``tenant`` (another tenant's run does not exist for this one)."""
+    run = session.get(Run, run_id)
+    return run if run is not None and run.tenant == tenant else None
+
+
 def run_by_idempotency_key(*, session: Session, key: str) -> Run | None:
     return session.scalar(select(Run).where(Run.idempotency_key == key))
 
 
-def list_runs(*, session: Session, status: str | None, name: str | None, limit: int, cursor: str | None) -> list[Run]:
-    """Newest first; ``cursor`` is the last id of the previous page."""
-    query = select(Run).order_by(Run.id.desc()).limit(limit)
+def count_active(*, session: Session, tenant: str, status: str) -> int:
+    return session.scalar(select(func.count()).select_from(Run).where(Run.tenant == tenant, Run.status == status))
+
+
+def list_runs(
+    *, session: Session, tenant: str, status: str | None, name: str | None, limit: int, cursor: str | None
+) -> list[Run]:
+    """The tenant's runs, newest first; ``cursor`` is the last id of the previous page."""
+    query = select(Run).where(Run.tenant == tenant).order_by(Run.id.desc()).limit(limit)
     if status:
         query = query.where(Run.status == status)
     if name:
@@ -55,15 +70,78 @@ def list_runs(*, session: Session, status: str | None, name: str | None, limit: 
     return list(session.scalars(query))
 
 
-def claim_run(*, session: Session, run_id: str, worker: str) -> bool:
-    """queued → running as a compare-and-set: only one worker can win, a redelivery loses."""
+def claim_run(*, session: Session, run_id: str, worker: str, lease_s: float, max_running: int) -> bool:
+    """queued → running as a compare-and-set: only one worker can win, a redelivered message loses.
+    The claim also waits while the tenant already has ``max_running`` runs running."""
+    other = aliased(Run)
+    running = select(func.count()).select_from(other).where(other.tenant == Run.tenant, other.status == "running")
     result = session.execute(
         update(Run)
-        .where(Run.id == run_id, Run.status == "queued")
-        .values(status="running", worker=worker, started_at=utcnow(), attempt=Run.attempt + 1)
+        .where(Run.id == run_id, Run.status == "queued", running.scalar_subquery() < max_running)
+        .values(
+            status="running",
+            worker=worker,
+            started_at=utcnow(),
+            attempt=Run.attempt + 1,
+            lease_expires_at=utcnow() + timedelta(seconds=lease_s),
+            cancel_requested=False,
+        )
+        .execution_options(synchronize_session=False)
     )
     session.commit()
     return result.rowcount == 1
+
+
+def renew_lease(*, session: Session, run_id: str, worker: str, lease_s: float) -> bool:
+    """Extend a running run's lease (the worker's heartbeat); False if the run is no longer ours."""
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == "running", Run.worker == worker)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+    )
+    session.commit()
+    return result.rowcount == 1
+
+
+def mark_enqueued(*, session: Session, run_ids: list[str]) -> None:
+    session.execute(update(Run).where(Run.id.in_(run_ids)).values(enqueued_at=utcnow()))
+    session.commit()
+
+
+def requeue(*, session: Session, run_id: str, worker: str, reason: str, max_attempts: int) -> str:
+    """Give a running run back to the queue after an infrastructure failure, or fail it for good
+    once ``max_attempts`` attempts are spent. Returns the new status."""
+    run = session.get(Run, run_id)
+    if run.attempt >= max_attempts:
+        values = {
+            "status": "failed",
+            "finished_at": utcnow(),
+            "failure": f"{reason}; gave up after {run.attempt} attempts",
+        }
+    else:
+        values = {"status": "queued", "worker": None, "lease_expires_at": None}
+    session.execute(update(Run).where(Run.id == run_id, Run.status == "running", Run.worker == worker).values(**values))
+    session.commit()
+    return values["status"]
+
+
+def sweep(*, session: Session, max_attempts: int, requeue_after_s: float) -> list[str]:
+    """Runs to send to the workers again: those whose worker's lease expired (the worker died) go
+    back to the queue (or fail after ``max_attempts``), and queued runs whose message may have been
+    lost (enqueued more than ``requeue_after_s`` ago). A duplicate message is harmless: the claim
+    is a compare-and-set."""
+    now = utcnow()
+    for run in session.scalars(select(Run).where(Run.status == "running", Run.lease_expires_at < now)):
+        requeue(
+            session=session,
+            run_id=run.id,
+            worker=run.worker or "",
+            max_attempts=max_attempts,
+            reason=f"worker {run.worker} stopped renewing its lease",
+        )
+    stale = now - timedelta(seconds=requeue_after_s)
+    lost = select(Run.id).where(Run.status == "queued", (Run.enqueued_at.is_(None)) | (Run.enqueued_at < stale))
+    return list(session.scalars(lost))
 
 
 def finish_run(
@@ -110,11 +188,14 @@ def set_epoch(*, session: Session, run_id: str, epoch: int) -> None:
 
 
 def add_metrics(*, session: Session, run_id: str, points: Iterable[tuple[int, int, str, float]]) -> None:
-    """One batched insert of (step, epoch, name, value) points."""
+    """One batched insert of (step, epoch, name, value) points; a point already stored for the same
+    (run, name, step), as after a resume from a checkpoint, is kept and the repeat ignored."""
     rows = [{"run_id": run_id, "step": s, "epoch": e, "name": n, "value": v} for s, e, n, v in points]
-    if rows:
-        session.execute(Metric.__table__.insert(), rows)
-        session.commit()
+    if not rows:
+        return
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(insert(Metric).on_conflict_do_nothing(index_elements=["run_id", "name", "step"]), rows)
+    session.commit()
 
 
 def metric_rows(*, session: Session, run_id: str, after_id: int = 0, names: list[str] | None = None) -> list[Metric]:
