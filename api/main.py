@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from api import problems
 from api.deps import Service
+from api.limits import BodyLimit
 from api.routes import datasets, health, models, runs, specs
 from api.serving import ModelCache
 from api.sweeper import sweep_forever
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.registry = CollectorRegistry()
     problems.install(app)
+    app.add_middleware(BodyLimit, limit=settings.max_request_mb * 2**20, upload_limit=settings.max_upload_mb * 2**20)
     for module in (runs, models, specs, datasets, health):
         app.include_router(module.router)
     return app

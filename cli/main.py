@@ -15,11 +15,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from core.artifacts import MetricsFile, load_trained, save_run
+from core.artifacts import MetricsFile, load_trained, save_kfold, save_run
+from core.data.files import data_access
 from core.engine.events import Callback, State
-from core.engine.run import run_experiment
+from core.engine.run import FOLD_METRICS, run_experiment, run_kfold
 from core.spec.errors import SpecError, SpecInvalid
-from core.spec.validate import parse_spec, plan_experiment, validate_document
+from core.spec.validate import Plan, parse_spec, plan_experiment, validate_document
 
 app = typer.Typer(
     add_completion=False,
@@ -71,7 +72,8 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Validate a spec: errors with JSON pointers, or the resolved spec and its layer table."""
-    report = validate_document(_read_json(spec_path))
+    with data_access(data_root=Path.cwd()):  # file sources: under the current folder
+        report = validate_document(_read_json(spec_path))
     if as_json:
         out_console.print_json(json.dumps(report))
     elif report["valid"]:
@@ -115,7 +117,8 @@ def train(
     """Train a spec locally, no server: progress bar, summary, weights and metrics in the run folder."""
     try:
         spec = parse_spec(_read_json(spec_path))
-        plan = plan_experiment(spec)
+        with data_access(data_root=Path.cwd()):  # file sources: under the current folder
+            plan = plan_experiment(spec)
     except SpecInvalid as exc:
         if as_json:
             out_console.print_json(json.dumps({"status": "invalid", "errors": [e.as_dict() for e in exc.errors]}))
@@ -123,6 +126,8 @@ def train(
             _print_errors(exc.errors)
         raise typer.Exit(INVALID) from None
     folder = out or Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if spec.data.split.kfold:
+        _train_kfold(plan, folder, as_json, device)
     callbacks: list[Callback] = [MetricsFile(folder)]
     with Progress(
         TextColumn("{task.description}"),
@@ -140,6 +145,42 @@ def train(
         print(json.dumps(summary))
     else:
         out_console.print(_summary_table(summary, folder))
+    raise typer.Exit(0 if result.status == "succeeded" else 1)
+
+
+def _train_kfold(plan: Plan, folder: Path, as_json: bool, device: str | None) -> None:
+    """k trainings, one per fold: a progress bar per fold, then the per-fold table and mean ± std."""
+    spec = plan.spec
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=as_json,
+    ) as progress:
+
+        def callbacks_for(fold: int) -> list[Callback]:
+            return [MetricsFile(folder / f"fold_{fold}"), ProgressBar(progress, spec.epochs)]
+
+        result = run_kfold(spec, plan=plan, callbacks_for=callbacks_for, device=device)
+    save_kfold(folder, result)
+    summary = {**result.summary(), "out": str(folder)}
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        folds, mean, std = summary["folds"], summary["mean"], summary["std"]
+        columns = [name for name in FOLD_METRICS if name in mean]
+        table = Table(title=f"{len(folds)}-fold cross-validation {summary['status']} → {folder}")
+        for column in ("fold", "status", "epochs", *columns):
+            table.add_column(column, justify="left" if column == "status" else "right")
+        for fold in folds:
+            values = [f"{fold[c]:.4f}" if isinstance(fold.get(c), float) else "-" for c in columns]
+            table.add_row(str(fold["fold"]), fold["status"], str(fold["epochs"]), *values)
+        table.add_row("mean ± std", "", "", *(f"{mean[c]:.4f} ± {std[c]:.4f}" for c in columns))
+        if summary["failure"]:
+            table.caption = f"failed: {summary['failure']}"
+        out_console.print(table)
     raise typer.Exit(0 if result.status == "succeeded" else 1)
 
 
@@ -245,6 +286,54 @@ def submit(
     summary = httpx.get(f"{url}/v1/runs/{run['id']}", timeout=30).json()
     print(json.dumps(summary["summary"] or {"status": final}))
     raise typer.Exit(0 if final == "succeeded" else 1)
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="API keys for TRAINYARD_AUTH=api_key (admin, on the database).")
+app.add_typer(keys_app, name="keys")
+
+
+def _key_sessions():
+    from core.settings import Settings
+    from core.store.db import make_engine, migrate, session_factory
+
+    url = Settings().resolved_database_url
+    migrate(url)
+    return session_factory(make_engine(url))
+
+
+@keys_app.command("create")
+def keys_create(tenant: Annotated[str, typer.Option(help="the tenant the key acts for")]) -> None:
+    """Create a key and print it once; only its SHA-256 is stored."""
+    from core.store.keys import create_key
+
+    with _key_sessions()() as session:
+        key = create_key(session=session, tenant=tenant)
+    err_console.print(f"key for tenant {tenant!r} (shown once; store it now):")
+    print(key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: Annotated[str, typer.Argument(help="the key's prefix: ty_<prefix>_...")]) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    from core.store.keys import revoke_key
+
+    with _key_sessions()() as session:
+        if not revoke_key(session=session, prefix=prefix):
+            err_console.print(f"[red]no active key with prefix {prefix!r}[/red]")
+            raise typer.Exit(1)
+    err_console.print(f"revoked {prefix}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Tenants, key prefixes and whether they are revoked (never the keys themselves)."""
+    from core.store.keys import list_keys
+
+    table = Table("tenant", "prefix", "created", "revoked")
+    with _key_sessions()() as session:
+        for key in list_keys(session=session):
+            table.add_row(key.tenant, key.prefix, str(key.created_at), str(key.revoked_at or ""))
+    out_console.print(table)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,100 @@
+"""Tenants: API keys, isolation on every route with a path id (another tenant's things are 404),
+401 without a valid key, quotas and size limits. No worker runs here: runs stay queued."""
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from core.settings import Settings
+from core.store.db import make_engine, migrate, session_factory
+from core.store.keys import create_key, revoke_key
+from tests.service.conftest import small_spec
+
+PATH_ROUTES = [
+    ("GET", "/v1/runs/{run}"),
+    ("GET", "/v1/runs/{run}/metrics"),
+    ("GET", "/v1/runs/{run}/events"),
+    ("POST", "/v1/runs/{run}/cancel"),
+    ("POST", "/v1/runs/{run}/predict"),
+    ("GET", "/v1/runs/{run}/artifacts/model"),
+    ("GET", "/v1/datasets/{dataset}"),
+]
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, dict[str, str], Settings]]:
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("tenants"),
+        auth="api_key",
+        quota_queued=3,
+        max_params=1_000_000,
+        max_request_mb=1,
+        sweep_interval_s=3600,
+    )
+    migrate(settings.resolved_database_url)
+    with session_factory(make_engine(settings.resolved_database_url))() as session:
+        keys = {tenant: create_key(session=session, tenant=tenant) for tenant in ("acme", "globex", "revoked")}
+        revoke_key(session=session, prefix=keys["revoked"].split("_")[1])
+    with TestClient(create_app(settings)) as client:
+        yield client, {t: {"Authorization": f"Bearer {k}"} for t, k in keys.items()}, settings
+
+
+def test_every_path_route_hides_other_tenants_things(secured: tuple[TestClient, dict, Settings]) -> None:
+    client, auth, _ = secured
+    run_id = client.post("/v1/runs", json=small_spec(name="acme-run"), headers=auth["acme"]).json()["id"]
+    upload = client.post("/v1/datasets", files={"file": ("d.csv", b"a,b\n1,0\n2,1\n3,0\n4,1\n")}, headers=auth["acme"])
+    dataset_id = upload.json()["id"]
+    body = {"inputs": [[1.0]]}
+    for method, template in PATH_ROUTES:
+        path = template.format(run=run_id, dataset=dataset_id)
+        other = client.request(method, path, headers=auth["globex"], json=body if method == "POST" else None)
+        assert other.status_code == 404, (method, path, other.status_code)
+        assert other.headers["content-type"] == "application/problem+json"
+        nobody = client.request(method, path, json=body if method == "POST" else None)
+        assert nobody.status_code == 401, (method, path)
+        assert nobody.headers["www-authenticate"] == "Bearer"
+        revoked = client.request(method, path, headers=auth["revoked"], json=body if method == "POST" else None)
+        assert revoked.status_code == 401, (method, path)
+    assert client.get(f"/v1/runs/{run_id}", headers=auth["acme"]).status_code == 200
+    assert client.get(f"/v1/datasets/{dataset_id}", headers=auth["acme"]).status_code == 200
+    assert client.post(f"/v1/runs/{run_id}/predict", json=body, headers=auth["acme"]).status_code == 409
+    assert [r["id"] for r in client.get("/v1/runs", headers=auth["globex"]).json()["items"]] == []
+    assert run_id in [r["id"] for r in client.get("/v1/runs", headers=auth["acme"]).json()["items"]]
+    stolen = small_spec(data={"source": {"type": "dataset", "id": dataset_id, "target": "b"}})
+    refused = client.post("/v1/runs", json=stolen, headers=auth["globex"])
+    assert refused.status_code == 422 and refused.json()["errors"][0]["pointer"] == "/data/source/id"
+    for key in ("Bearer ty_nope_nope", "Basic abc", "Bearer"):
+        assert client.get("/v1/runs", headers={"Authorization": key}).status_code == 401
+    client.post(f"/v1/runs/{run_id}/cancel", headers=auth["acme"])
+
+
+def test_idempotency_keys_are_per_tenant(secured: tuple[TestClient, dict, Settings]) -> None:
+    client, auth, _ = secured
+    headers = {"Idempotency-Key": "same"}
+    first = client.post("/v1/runs", json=small_spec(), headers={**auth["acme"], **headers}).json()["id"]
+    second = client.post("/v1/runs", json=small_spec(epochs=9), headers={**auth["globex"], **headers}).json()["id"]
+    assert first != second
+    for run_id, tenant in ((first, "acme"), (second, "globex")):
+        client.post(f"/v1/runs/{run_id}/cancel", headers=auth[tenant])
+
+
+def test_queued_quota_and_size_limits(secured: tuple[TestClient, dict, Settings]) -> None:
+    client, auth, settings = secured
+    accepted = [
+        client.post("/v1/runs", json=small_spec(), headers=auth["globex"]) for _ in range(settings.quota_queued)
+    ]
+    assert all(r.status_code == 202 for r in accepted)
+    over = client.post("/v1/runs", json=small_spec(), headers=auth["globex"])
+    assert over.status_code == 429
+    assert client.post("/v1/runs", json=small_spec(), headers=auth["acme"]).status_code == 202  # another tenant's quota
+    huge = client.post(
+        "/v1/specs/validate", json=small_spec(model={"type": "mlp", "hidden": [4096, 4096]}), headers=auth["acme"]
+    )
+    assert huge.status_code == 422
+    assert huge.json()["errors"][0]["pointer"] == "/model" and "parameters" in huge.json()["errors"][0]["message"]
+    big_body = small_spec(data={"source": {"type": "inline", "x": [[0.5] * 64] * 5000, "y": [0, 1] * 2500}})
+    too_large = client.post("/v1/runs", json=big_body, headers=auth["acme"])
+    assert too_large.status_code == 413 and too_large.json()["status"] == 413
+
