@@ -1,5 +1,6 @@
 """RFC 9457 problem details for every 4xx/5xx, with JSON pointers for invalid input."""
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,7 @@ from starlette.exceptions import HTTPException
 from core.spec.errors import SpecError, SpecInvalid, pointer
 
 PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("trainyard.api")
 
 
 class Problem(Exception):
@@ -71,6 +73,11 @@ def install(app: FastAPI) -> None:
                 422, "Invalid request", "the request does not match the API", errors, kind="/problems/invalid-request"
             )
         )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(Problem(500, "Internal error", "the server failed on this request; it is logged"))
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:

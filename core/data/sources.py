@@ -1,21 +1,26 @@
-"""Data sources: scikit-learn's bundled sets, synthetic generators and inline arrays.
-Nothing is downloaded: every built-in set ships inside a package or is generated."""
+"""Data sources: scikit-learn's bundled sets, synthetic generators, inline arrays, CSV / NPZ files
+under an allowed data root and uploaded data sets. Nothing is downloaded: every built-in set ships
+inside a package or is generated."""
 
+import codecs
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from core.data.dataset import DataKind, Dataset
+from core.data.files import BadRows, FileFormat, current_access, load_table, resolve_in_root
+from core.data.text import toy_text
 from core.registry import Registry
 from core.spec.base import SpecRegistry, TypedSpec
 from core.spec.errors import SpecError, SpecInvalid
 
 SOURCES = SpecRegistry("data source")
-BUILTIN_SETS: Registry[Callable[..., tuple[np.ndarray, np.ndarray, DataKind]]] = Registry("built-in data set")
+# A built-in set returns (x, y, kind); text sets return a list of strings as x.
+BUILTIN_SETS: Registry[Callable[..., tuple[Any, np.ndarray, DataKind]]] = Registry("built-in data set")
 
 
 @BUILTIN_SETS.register("digits")
@@ -25,6 +30,15 @@ def _digits(**_: object) -> tuple[np.ndarray, np.ndarray, DataKind]:
 
     x, y = load_digits(return_X_y=True)
     return x.reshape(-1, 1, 8, 8), y, "image"
+
+
+@BUILTIN_SETS.register("digits_flat")
+def _digits_flat(**_: object) -> tuple[np.ndarray, np.ndarray, DataKind]:
+    """The same 8×8 digits as flat vectors of 64 features."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return x, y, "tabular"
 
 
 def _sklearn_table(loader_name: str) -> Callable[..., tuple[np.ndarray, np.ndarray, DataKind]]:
@@ -67,16 +81,29 @@ def _spirals(
 
 @BUILTIN_SETS.register("sine_series")
 def _sine_series(
-    *, n_samples: int, noise: float, seed: int, length: int, **_: object
+    *, n_samples: int, noise: float, seed: int, length: int, classes: int, task: str = "regression", **_: object
 ) -> tuple[np.ndarray, np.ndarray, DataKind]:
-    """Windows of noisy sine waves of random frequency and phase, shape (length, 1);
-    the target is the next value (forecasting)."""
+    """Windows of noisy sine waves of random frequency and phase, shape (length, 1). For regression
+    the target is the next value (forecasting); for classification it is the frequency band
+    (``classes`` equal bands of 0.05-0.25 cycles per step; 2 for a binary task)."""
     rng = np.random.default_rng(seed)
     t = np.arange(length + 1)
     freq = rng.uniform(0.05, 0.25, (n_samples, 1))
     phase = rng.uniform(0, 2 * np.pi, (n_samples, 1))
     wave = np.sin(2 * np.pi * freq * t + phase) + rng.normal(0.0, noise, (n_samples, length + 1))
-    return wave[:, :length, None], wave[:, length], "sequence"
+    if task == "regression":
+        return wave[:, :length, None], wave[:, length], "sequence"
+    bands = 2 if task == "binary" else classes
+    band = np.minimum(((freq[:, 0] - 0.05) / 0.2 * bands).astype(np.int64), bands - 1)
+    return wave[:, :length, None], band, "sequence"
+
+
+@BUILTIN_SETS.register("toy_text")
+def _toy_text(*, n_samples: int, noise: float, seed: int, **_: object) -> tuple[list[str], np.ndarray, DataKind]:
+    """Short generated movie reviews of 1-3 sentences; 2 classes (0 negative, 1 positive);
+    ``noise`` is the fraction of flipped labels."""
+    texts, labels = toy_text(n_samples, seed, noise)
+    return texts, labels, "text"
 
 
 class SourceSpec(TypedSpec):
@@ -84,7 +111,7 @@ class SourceSpec(TypedSpec):
         raise NotImplementedError
 
 
-def _targets(y: np.ndarray, task: str, at: str) -> tuple[torch.Tensor, list[str] | None]:
+def targets_for_task(y: np.ndarray, task: str, at: str) -> tuple[torch.Tensor, list[str] | None]:
     """Targets as the task needs them: class indices (classification), 0/1 floats (binary), floats."""
     if task == "regression":
         try:
@@ -124,20 +151,34 @@ def _targets(y: np.ndarray, task: str, at: str) -> tuple[torch.Tensor, list[str]
 
 @SOURCES.add
 class Builtin(SourceSpec):
-    """A bundled or generated set: digits, iris, wine, breast_cancer, diabetes, moons, spirals, sine_series."""
+    """A bundled or generated set: digits (1×8×8 images), digits_flat (64 features), iris, wine,
+    breast_cancer, diabetes, moons, spirals, sine_series, toy_text."""
 
     type: Literal["builtin"] = "builtin"
-    name: Literal["digits", "iris", "wine", "breast_cancer", "diabetes", "moons", "spirals", "sine_series"]
+    name: Literal[
+        "digits",
+        "digits_flat",
+        "iris",
+        "wine",
+        "breast_cancer",
+        "diabetes",
+        "moons",
+        "spirals",
+        "sine_series",
+        "toy_text",
+    ]
     n_samples: int = Field(1000, ge=10, le=1_000_000, description="generated sets only")
-    noise: float = Field(0.1, ge=0.0, description="generated sets only")
-    length: int = Field(32, ge=2, le=10_000, description="sine_series: steps per window")
-    classes: int = Field(3, ge=2, le=20, description="spirals: number of arms")
+    noise: float = Field(0.1, ge=0.0, description="generated sets only (toy_text: fraction of flipped labels)")
+    length: int = Field(32, ge=2, le=10_000, description="sine_series: steps per window; toy_text: most tokens kept")
+    classes: int = Field(3, ge=2, le=20, description="spirals: number of arms; sine_series: frequency bands")
 
     def load(self, *, task: str, seed: int) -> Dataset:
         x, y, kind = BUILTIN_SETS.get(self.name)(
-            n_samples=self.n_samples, noise=self.noise, seed=seed, length=self.length, classes=self.classes
+            n_samples=self.n_samples, noise=self.noise, seed=seed, length=self.length, classes=self.classes, task=task
         )
-        targets, classes = _targets(y, task, "/data/source/name")
+        targets, classes = targets_for_task(y, task, "/data/source/name")
+        if kind == "text":
+            return Dataset(torch.zeros((len(x), 0), dtype=torch.int64), targets, kind, classes, texts=list(x))
         return Dataset(torch.as_tensor(x, dtype=torch.float32), targets, kind, classes)
 
 
@@ -173,8 +214,91 @@ class Inline(SourceSpec):
         kind: DataKind = {1: "tabular", 2: "tabular", 3: "sequence"}.get(x.ndim, "image")
         if x.ndim == 1:
             x = x[:, None]
-        targets, classes = _targets(np.asarray(self.y), task, "/data/source/y")
+        try:
+            labels = np.asarray(self.y)
+        except ValueError:
+            labels = np.asarray([None])
+        if labels.dtype == object:
+            raise SpecInvalid(
+                [
+                    SpecError(
+                        "/data/source/y",
+                        "y must be numbers or labels, one per row of x",
+                        "for several targets, give every row the same length",
+                    )
+                ]
+            )
+        targets, classes = targets_for_task(labels, task, "/data/source/y")
         return Dataset(torch.as_tensor(x), targets, kind, classes)
+
+
+class TableOptions(SourceSpec):
+    """How a CSV / NPZ file becomes features and targets."""
+
+    target: str | None = Field(None, description="CSV: the target column (default the last); NPZ: its array ('y')")
+    features: list[str] | None = Field(
+        None, min_length=1, description="CSV: feature columns (default all but the target); NPZ: arrays ('x')"
+    )
+    bad_rows: BadRows = Field("error", description="CSV rows with a different field count than the header")
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    encoding: str = "utf-8"
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r}") from None
+        return value
+
+    def read(self, path: Any, *, task: str, format: FileFormat | None, file_at: str) -> Dataset:
+        data, _ = load_table(
+            path,
+            task=task,
+            format=format,
+            target=self.target,
+            features=self.features,
+            bad_rows=self.bad_rows,
+            delimiter=self.delimiter,
+            encoding=self.encoding,
+            at="/data/source",
+            file_at=file_at,
+        )
+        return data
+
+
+@SOURCES.add
+class File(TableOptions):
+    """A local CSV or NPZ file, read only under the allowed data root (the CLI: the current folder)."""
+
+    type: Literal["file"] = "file"
+    path: str = Field(min_length=1, max_length=1000)
+    format: FileFormat | None = Field(None, description="default: from the file name's suffix")
+
+    def load(self, *, task: str, seed: int) -> Dataset:
+        path = resolve_in_root(self.path, current_access().data_root, "/data/source/path")
+        return self.read(path, task=task, format=self.format, file_at="/data/source/path")
+
+
+@SOURCES.add
+class UploadedDataset(TableOptions):
+    """An uploaded CSV / NPZ (``POST /v1/datasets``), resolved by the service from its id."""
+
+    type: Literal["dataset"] = "dataset"
+    id: str = Field(min_length=1, max_length=200)
+
+    def load(self, *, task: str, seed: int) -> Dataset:
+        resolve = current_access().resolve_dataset
+        if resolve is None:
+            raise SpecInvalid([SpecError("/data/source/id", "uploaded data sets are not available here")])
+        try:
+            path = resolve(self.id)
+        except (KeyError, FileNotFoundError, ValueError):
+            raise SpecInvalid(
+                [SpecError("/data/source/id", f"no uploaded data set {self.id!r}", "upload it with POST /v1/datasets")]
+            ) from None
+        return self.read(path, task=task, format=None, file_at="/data/source/id")
 
 
 def list_builtin_sets() -> list[str]:

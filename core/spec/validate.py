@@ -9,6 +9,9 @@ import torch
 from pydantic import ValidationError
 
 from core.data.dataset import Dataset
+from core.data.preprocess import PreprocessShapeError
+from core.data.split import split_indices
+from core.data.text import encode_dataset
 from core.nn.build import LayerRow
 from core.nn.models import build_model
 from core.spec.errors import SpecError, SpecInvalid, from_validation_error
@@ -42,6 +45,8 @@ class Plan:
     outputs: int
     layer_table: list[LayerRow]
     params: int
+    input_shape: tuple[int, ...] = ()  # the model's input: the sample shape after preprocessing
+    vocab_size: int | None = None  # text data: the vocabulary the embedding indexes
 
     def memory_estimate_bytes(self) -> int:
         """Weights, gradients and optimizer state, plus forward activations kept for backward."""
@@ -54,6 +59,13 @@ class Plan:
             "valid": True,
             "spec": self.spec.model_dump(mode="json"),
             "input_shape": list(self.data.sample_shape),
+            "model_input_shape": list(self.input_shape or self.data.sample_shape),
+            "data": {
+                "kind": self.data.kind,
+                "samples": len(self.data),
+                "vocabulary": self.vocab_size,
+                "file": self.data.report,
+            },
             "outputs": self.outputs,
             "samples": len(self.data),
             "layers": [row.as_dict() for row in self.layer_table],
@@ -63,24 +75,91 @@ class Plan:
         }
 
 
-def plan_experiment(spec: ExperimentSpec) -> Plan:
-    """Load the data and check the spec against it; raises SpecInvalid naming the field or layer."""
-    data = spec.data.source.load(task=spec.task, seed=spec.seed)
+def _encode_text(spec: ExperimentSpec, data: Dataset) -> Dataset:
+    """Text as token ids, with the vocabulary built on the training split (all non-test rows for
+    k-fold). Text takes no preprocessing: the default standardize is dropped, an explicit one refused."""
+    if "preprocess" not in spec.data.model_fields_set:
+        spec.data.preprocess = []
     errors = [
-        SpecError(
-            f"/data/augment/{i}/type",
-            f"{aug.type!r} does not apply to {data.kind} data",
-            "it applies to " + " and ".join(aug.kinds) + " data",
-        )
-        for i, aug in enumerate(spec.data.augment)
-        if data.kind not in aug.kinds
+        SpecError(f"/data/preprocess/{i}/type", f"{step.type!r} does not apply to text data (token ids)")
+        for i, step in enumerate(spec.data.preprocess)
     ]
     if errors:
         raise SpecInvalid(errors)
+    train, _, _ = split_indices(data, spec.data.split, seed=spec.seed, classify=spec.task != "regression")
+    return encode_dataset(data, train, max_length=getattr(spec.data.source, "length", 64))
+
+
+def _model_input_shape(spec: ExperimentSpec, data: Dataset) -> tuple[int, ...]:
+    shape = data.sample_shape
+    for i, step in enumerate(spec.data.preprocess):
+        try:
+            shape = step.output_shape(shape)
+        except PreprocessShapeError as exc:
+            where = f"/data/preprocess/{i}" + (f"/{exc.field}" if exc.field else "")
+            raise SpecInvalid([SpecError(where, str(exc))]) from None
+    return shape
+
+
+def _augmentation_errors(spec: ExperimentSpec, data: Dataset, shape: tuple[int, ...]) -> list[SpecError]:
+    """Augmentations that do not fit the data as the model sees it (after preprocessing)."""
+    flattened = len(shape) == 1 and len(data.sample_shape) > 1
+    kind = "tabular" if flattened else data.kind
+    errors = []
+    for i, aug in enumerate(spec.data.augment):
+        if kind not in aug.kinds:
+            why = f" (preprocessing flattens the {data.kind} samples into vectors)" if flattened else ""
+            errors.append(
+                SpecError(
+                    f"/data/augment/{i}/type",
+                    f"{aug.type!r} does not apply to {kind} data{why}",
+                    "it applies to " + " and ".join(aug.kinds) + " data",
+                )
+            )
+        elif not aug.available():
+            errors.append(
+                SpecError(f"/data/augment/{i}/type", f"{aug.type!r} needs the {aug.needs!r} package", "pip install it")
+            )
+    return errors
+
+
+def _check_finite(data: Dataset) -> None:
+    """Bad data fails validation, not training: every feature and target must be a finite number."""
+    for name, values in (("features", data.x), ("targets", data.y)):
+        if values.is_floating_point():
+            bad = (~torch.isfinite(values.reshape(len(values), -1))).any(dim=1).nonzero().flatten()
+            if len(bad):
+                rows = ", ".join(str(i) for i in bad[:10].tolist())
+                raise SpecInvalid(
+                    [
+                        SpecError(
+                            "/data/source",
+                            f"the {name} hold NaN or infinite values (as float32) in {len(bad)} row(s): {rows}",
+                        )
+                    ]
+                )
+
+
+def plan_experiment(spec: ExperimentSpec) -> Plan:
+    """Load the data and check the spec against it; raises SpecInvalid naming the field or layer.
+
+    File and uploaded sources read through ``core.data.files.data_access`` (the allowed data root
+    and the resolver of uploaded ids)."""
+    data = spec.data.source.load(task=spec.task, seed=spec.seed)
+    _check_finite(data)
+    if data.kind == "text":
+        data = _encode_text(spec, data)
+    shape = _model_input_shape(spec, data)
+    errors = _augmentation_errors(spec, data, shape)
+    if errors:
+        raise SpecInvalid(errors)
+    for aug in spec.data.augment:
+        aug.prepare(data)
     outputs = output_units(spec, data)
+    vocab = len(data.tokenizer) if data.tokenizer is not None else None
     with torch.device("meta"):
-        model, rows = build_model(spec.model, data.sample_shape, outputs, count_flops=True)
-    return Plan(spec, data, outputs, rows, sum(p.numel() for p in model.parameters()))
+        model, rows = build_model(spec.model, shape, outputs, count_flops=True, vocab_size=vocab)
+    return Plan(spec, data, outputs, rows, sum(p.numel() for p in model.parameters()), shape, vocab)
 
 
 def validate_document(document: Any) -> dict[str, Any]:
