@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     sse_poll_seconds: float = Field(0.25, gt=0.0, le=10.0)
     predict_max_batch: int = Field(64, ge=1, le=65536, description="rows per batched forward pass (1: no batching)")
     predict_max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="how long a request waits for company")
+    checkpoint_every: int = Field(1, ge=1, description="epochs between a run's checkpoints")
     lease_seconds: float = Field(30.0, gt=0.0, description="a running run's lease; its worker renews it every third")
     max_attempts: int = Field(3, ge=1, description="tries of a run whose worker was lost")
     sweep_interval_s: float = Field(10.0, gt=0.0, description="how often the API looks for lost runs")

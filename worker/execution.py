@@ -3,6 +3,7 @@ artifacts to the database and the artifact store. Testable without a queue."""
 
 import logging
 import os
+import shutil
 import socket
 import threading
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.artifacts import save_run
 from core.data.files import data_access
+from core.engine.checkpoint import Checkpointer, load_checkpoint
 from core.engine.events import Callback, State
 from core.engine.run import run_experiment
 from core.settings import Settings
@@ -34,6 +36,8 @@ class WorkerContext:
     data_root: Path | None
     lease_s: float
     max_running: int
+    max_attempts: int
+    checkpoint_every: int
 
 
 def worker_context(settings: Settings) -> WorkerContext:
@@ -46,6 +50,8 @@ def worker_context(settings: Settings) -> WorkerContext:
         settings.data_root,
         settings.lease_seconds,
         settings.quota_running,
+        settings.max_attempts,
+        settings.checkpoint_every,
     )
 
 
@@ -95,8 +101,9 @@ class Heartbeat:
 
 
 def execute_run(*, run_id: str, context: WorkerContext) -> str:
-    """Train run ``run_id`` if this worker wins the claim. Returns the final status, 'skipped'
-    (not queued any more) or 'deferred' (its tenant already has its quota of running runs)."""
+    """Train run ``run_id`` if this worker wins the claim, from its last checkpoint when an earlier
+    attempt died. Returns the final status, 'skipped' (not queued any more), 'deferred' (its tenant
+    already has its quota of running runs) or 'queued' (an infrastructure failure: try again)."""
     with context.sessions() as session:
         if not runs.claim_run(
             session=session,
@@ -118,14 +125,32 @@ def execute_run(*, run_id: str, context: WorkerContext) -> str:
             data_access(data_root=context.data_root, resolve_dataset=dataset_resolver(context.sessions, tenant)),
         ):
             spec = parse_spec(spec_document)
-            result = run_experiment(spec, callbacks=[DatabaseReporter(context.sessions, run_id)], device=context.device)
+            checkpoints = context.artifact_dir / run_id / "checkpoint"
+            resume_from = load_checkpoint(checkpoints)
+            if resume_from is not None:
+                log.info("run %s resumes after epoch %d", run_id, resume_from["epoch"])
+            callbacks = [
+                DatabaseReporter(context.sessions, run_id),
+                Checkpointer(checkpoints, context.checkpoint_every),
+            ]
+            result = run_experiment(spec, callbacks=callbacks, device=context.device, resume_from=resume_from)
     except SpecInvalid as exc:
         return _finish(context, run_id, "failed", None, f"invalid spec: {exc}", None)
     except Exception as exc:
         log.exception("run %s crashed", run_id)
         return _finish(context, run_id, "failed", None, f"{type(exc).__name__}: {exc}", None)
+    if result.retryable:
+        with context.sessions() as session:
+            return runs.requeue(
+                session=session,
+                run_id=run_id,
+                worker=context.name,
+                reason=result.failure or "",
+                max_attempts=context.max_attempts,
+            )
     folder = context.artifact_dir / run_id
     save_run(folder, result)
+    shutil.rmtree(checkpoints, ignore_errors=True)
     with context.sessions() as session:
         for path in sorted(folder.iterdir()):
             runs.add_artifact(session=session, run_id=run_id, kind=path.name, uri=str(path), size=path.stat().st_size)

@@ -16,5 +16,8 @@ def train_run(run_id: str) -> None:
     its tenant's quota of running runs is sent again a little later."""
     if not _context:
         _context.append(worker_context(settings))
-    if execute_run(run_id=run_id, context=_context[0]) == "deferred":
+    outcome = execute_run(run_id=run_id, context=_context[0])
+    if outcome == "deferred":
         train_run.apply_async(args=[run_id], countdown=DEFER_SECONDS, queue=settings.queue)
+    elif outcome == "queued":  # an infrastructure failure: another attempt, maybe on another worker
+        train_run.apply_async(args=[run_id], queue=settings.queue)

@@ -2,6 +2,7 @@
 
 import copy
 import math
+import time
 from typing import Any
 
 import torch
@@ -58,7 +59,30 @@ class EarlyStopping(Callback):
             state.model.load_state_dict(self.best_weights)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "waited": self.waited}
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "waited": self.waited,
+            "best_weights": self.best_weights,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch, self.waited = state["best"], state["best_epoch"], state["waited"]
+        self.best_weights = state["best_weights"]
+
+
+class TimeLimit(Callback):
+    """Fails the run once it has trained for ``seconds`` (checked every step; no device sync)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = math.inf
+
+    def on_fit_start(self, state: State) -> None:
+        self.deadline = time.monotonic() + self.seconds
+
+    def on_step_end(self, state: State) -> None:
+        if time.monotonic() > self.deadline:
+            state.stop(
+                f"time limit: stopped after {self.seconds:g} s (max_runtime_s) at epoch {state.epoch}", status="failed"
+            )

@@ -62,7 +62,7 @@ class Diagnostics(Callback):
     def on_fit_start(self, state: State) -> None:
         """The loss before any update on a first batch: ≈ ln C for a well-initialised classifier.
         (Step 0's activation statistics are the ones at initialisation.)"""
-        if state.batch is None:
+        if state.batch is None or state.step > 0:  # a resumed run measured it when it started
             return
         x, y = state.batch
         state.model.eval()

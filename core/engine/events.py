@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,7 @@ class State:
     stop_reason: str | None = None
     status: str = "running"
     pending: list[tuple[int, int, str, torch.Tensor | float]] = field(default_factory=list)
+    snapshot: Callable[[], dict[str, Any]] | None = None  # the trainer's, for checkpoints
     new_points: list[MetricPoint] = field(default_factory=list)
 
     def record(self, name: str, value: torch.Tensor | float, *, step: int | None = None) -> None:

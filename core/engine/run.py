@@ -2,16 +2,17 @@
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from core.data.dataset import Dataset, Splits
 from core.data.preprocess import apply_preprocessing, fit_preprocessing
-from core.data.split import split_dataset
-from core.engine.callbacks import EarlyStopping, History
+from core.data.split import kfold_indices, split_indices
+from core.engine.callbacks import EarlyStopping, History, TimeLimit
 from core.engine.diagnostics import Diagnostics
 from core.engine.events import Callback, State
 from core.engine.trainer import Trainer
@@ -41,6 +42,7 @@ class RunResult:
     plan: Plan
     splits: Splits
     history: History = field(repr=False)
+    retryable: bool = False  # failed for a reason another attempt may not meet (out of memory)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary; a non-finite metric (a diverged loss) becomes null."""
@@ -57,17 +59,22 @@ class RunResult:
         }
 
 
-def prepare_splits(spec: ExperimentSpec, data: Dataset) -> Splits:
-    """Split, then fit preprocessing on the training part only and apply it to every part."""
-    train, validation, test = split_dataset(data, spec.data.split, seed=spec.seed, classify=spec.task != "regression")
-    fitted = fit_preprocessing(spec.data.preprocess, train.x)
+def prepare_splits(
+    spec: ExperimentSpec, data: Dataset, indices: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+) -> Splits:
+    """Split (or take the given train / validation / test row indices), then fit preprocessing on
+    the training part only and apply it to every part."""
+    classify = spec.task != "regression"
+    train, validation, test = indices or split_indices(data, spec.data.split, seed=spec.seed, classify=classify)
+    fitted = fit_preprocessing(spec.data.preprocess, data.x[torch.as_tensor(train)])
 
-    def transformed(part: Dataset | None) -> Dataset | None:
-        if part is None:
+    def transformed(index: np.ndarray) -> Dataset | None:
+        if len(index) == 0:
             return None
-        return Dataset(apply_preprocessing(spec.data.preprocess, fitted, part.x), part.y, part.kind, part.classes)
+        part = data.subset(torch.as_tensor(index))
+        return replace(part, x=apply_preprocessing(spec.data.preprocess, fitted, part.x))
 
-    return Splits(transformed(train), transformed(validation), transformed(test), fitted)
+    return Splits(transformed(train), transformed(validation), transformed(test), fitted)  # type: ignore[arg-type]
 
 
 def engine_callbacks(spec: ExperimentSpec) -> list[Callback]:
@@ -89,6 +96,8 @@ def engine_callbacks(spec: ExperimentSpec) -> list[Callback]:
                 gradients=diagnostics.gradients,
             )
         )
+    if spec.max_runtime_s is not None:
+        callbacks.append(TimeLimit(spec.max_runtime_s))
     return callbacks
 
 
@@ -99,15 +108,23 @@ def run_experiment(
     device: str | None = None,
     plan: Plan | None = None,
     sync_every: int = 50,
+    splits: Splits | None = None,
+    resume_from: dict[str, Any] | None = None,
 ) -> RunResult:
     """Train ``spec``; reports through ``callbacks``. Raises SpecInvalid before training starts
-    if the spec does not fit its data; a run that fails while training returns status 'failed'."""
+    if the spec does not fit its data; a run that fails while training returns status 'failed'.
+    ``splits`` (prepared, e.g. one k-fold fold) replaces the spec's own split; ``resume_from`` is a
+    trainer snapshot (a checkpoint) to continue from."""
+    if splits is None and spec.data.split.kfold:
+        raise ValueError("a k-fold spec trains once per fold: use run_kfold")
     started = time.perf_counter()
     plan = plan or plan_experiment(spec)
     torch_device = pick_device(device)
     torch.manual_seed(spec.seed)
-    splits = prepare_splits(spec, plan.data).to(torch_device)
-    model, _ = build_model(spec.model, plan.data.sample_shape, plan.outputs)
+    splits = (splits or prepare_splits(spec, plan.data)).to(torch_device)
+    model, _ = build_model(
+        spec.model, plan.input_shape or plan.data.sample_shape, plan.outputs, vocab_size=plan.vocab_size
+    )
     initialise(model, spec.model.init)
     model.to(torch_device)
     optimizer = spec.optimizer.build(model.parameters(), torch_device)
@@ -123,13 +140,22 @@ def run_experiment(
     )
     state.batch = (splits.train.x[: spec.data.batch_size], splits.train.y[: spec.data.batch_size])
     history = History()
-    trainer = Trainer(state, [history, *engine_callbacks(spec), *callbacks], scheduler=scheduler, sync_every=sync_every)
     generator = torch.Generator(device=torch_device).manual_seed(spec.seed)
-    failure = None
+    trainer = Trainer(
+        state,
+        [history, *engine_callbacks(spec), *callbacks],
+        scheduler=scheduler,
+        generator=generator,
+        sync_every=sync_every,
+    )
+    if resume_from is not None:
+        trainer.restore(resume_from)
+    failure, retryable = None, False
     try:
-        trainer.fit(splits.train, splits.validation, generator=generator, epochs=spec.epochs)
+        trainer.fit(splits.train, splits.validation, epochs=spec.epochs)
     except torch.OutOfMemoryError as exc:
         state.stop(f"out of memory on {torch_device}: {exc}".splitlines()[0], status="failed")
+        retryable = True  # an infrastructure failure: another attempt (another device) may succeed
     if state.status == "failed":
         failure = state.stop_reason
     elif state.status == "running":
@@ -152,4 +178,78 @@ def run_experiment(
         plan=plan,
         splits=splits,
         history=history,
+        retryable=retryable,
     )
+
+
+FOLD_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+
+
+@dataclass
+class KFoldResult:
+    """k trainings, one per fold: each fold's run, its row indices, and the held-out test rows."""
+
+    status: str
+    failure: str | None
+    folds: list[RunResult]
+    fold_indices: list[tuple[np.ndarray, np.ndarray]]  # (train, validation) rows of each fold
+    test_indices: np.ndarray
+    plan: Plan
+    seconds: float
+
+    def fold_summaries(self) -> list[dict[str, Any]]:
+        return [
+            {"fold": i + 1, "validation_samples": len(held), **result.summary()}
+            for i, (result, (_, held)) in enumerate(zip(self.folds, self.fold_indices, strict=True))
+        ]
+
+    def aggregate(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Mean and standard deviation (population, as numpy's) of each metric over the folds."""
+        mean, std = {}, {}
+        for name in FOLD_METRICS:
+            values = [r.final[name] for r in self.folds if name in r.final and math.isfinite(r.final[name])]
+            if values and len(values) == len(self.folds):
+                mean[name], std[name] = float(np.mean(values)), float(np.std(values))
+        return mean, std
+
+    def summary(self) -> dict[str, Any]:
+        mean, std = self.aggregate()
+        return {
+            "status": self.status,
+            "failure": self.failure,
+            "kfold": len(self.folds),
+            "params": self.plan.params,
+            "seconds": round(self.seconds, 3),
+            "folds": self.fold_summaries(),
+            "mean": mean,
+            "std": std,
+        }
+
+
+def run_kfold(
+    spec: ExperimentSpec,
+    *,
+    callbacks_for: Callable[[int], Sequence[Callback]] | None = None,
+    device: str | None = None,
+    plan: Plan | None = None,
+    sync_every: int = 50,
+) -> KFoldResult:
+    """k-fold cross-validation (``data.split.kfold``): one training per fold, each validated on
+    its fold; the test split (if any) is held out of every fold. ``callbacks_for(i)`` gives the
+    callbacks of fold i (1-based). Stops at the first fold that does not succeed."""
+    started = time.perf_counter()
+    plan = plan or plan_experiment(spec)
+    indices, test = kfold_indices(plan.data, spec.data.split, seed=spec.seed, classify=spec.task != "regression")
+    results: list[RunResult] = []
+    status, failure = "succeeded", None
+    for i, (train, held) in enumerate(indices, start=1):
+        splits = prepare_splits(spec, plan.data, (train, held, test))  # preprocessing fitted on this fold's rows
+        callbacks = callbacks_for(i) if callbacks_for is not None else ()
+        result = run_experiment(
+            spec, callbacks=callbacks, device=device, plan=plan, sync_every=sync_every, splits=splits
+        )
+        results.append(result)
+        if result.status != "succeeded":
+            status, failure = result.status, f"fold {i}: {result.failure or result.stop_reason}"
+            break
+    return KFoldResult(status, failure, results, indices[: len(results)], test, plan, time.perf_counter() - started)

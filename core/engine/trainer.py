@@ -3,6 +3,7 @@ and synced every ``sync_every`` steps (never every step), events fired for every
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -24,9 +25,12 @@ class Trainer:
         callbacks: Sequence[Callback],
         *,
         scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau,
+        generator: torch.Generator,
         sync_every: int = 50,
     ) -> None:
         self.state = state
+        self.generator = generator
+        state.snapshot = self.snapshot
         self.callbacks = list(callbacks)
         self.scheduler = scheduler
         self.plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
@@ -91,12 +95,12 @@ class Trainer:
         if self.classify:
             state.record(f"{prefix}_accuracy", correct / len(data))
 
-    def train_epoch(self, train: Dataset, generator: torch.Generator) -> None:
+    def train_epoch(self, train: Dataset) -> None:
         state = self.state
         model, optimizer, loss_fn = state.model, state.optimizer, state.loss_fn
         model.train()
         batch_size = state.spec.data.batch_size
-        order = torch.randperm(len(train), device=state.device, generator=generator)
+        order = torch.randperm(len(train), device=state.device, generator=self.generator)
         loss_sum = torch.zeros((), device=state.device)
         correct = torch.zeros((), device=state.device)
         for start in range(0, len(train), batch_size):
@@ -139,13 +143,49 @@ class Trainer:
                     status="failed",
                 )
 
-    def fit(self, train: Dataset, validation: Dataset | None, *, generator: torch.Generator, epochs: int) -> None:
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to continue exactly from the end of the current epoch."""
+        state = self.state
+        return {
+            "epoch": state.epoch,
+            "step": state.step,
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "generator": self.generator.get_state(),
+            "callbacks": {key: callback.state_dict() for key, callback in self._stateful_callbacks().items()},
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Continue from ``snapshot`` (taken by ``snapshot`` at an epoch end of the same spec)."""
+        state = self.state
+        state.epoch, state.step = snapshot["epoch"], snapshot["step"]
+        state.model.load_state_dict(snapshot["model"])
+        state.optimizer.load_state_dict(snapshot["optimizer"])
+        self.scheduler.load_state_dict(snapshot["scheduler"])
+        torch.set_rng_state(snapshot["rng"])
+        self.generator.set_state(snapshot["generator"])
+        for key, callback in self._stateful_callbacks().items():
+            callback.load_state_dict(snapshot["callbacks"][key])
+
+    def _stateful_callbacks(self) -> dict[str, Callback]:
+        """Callbacks that carry state (early stopping's counters, ...), keyed by class and order."""
+        keyed: dict[str, Callback] = {}
+        for callback in self.callbacks:
+            if callback.state_dict():
+                name = type(callback).__name__
+                keyed[f"{name}.{sum(key.startswith(name + '.') for key in keyed)}"] = callback
+        return keyed
+
+    def fit(self, train: Dataset, validation: Dataset | None, *, epochs: int) -> None:
+        """Train from the epoch after ``state.epoch`` (0, or a restored snapshot's) to ``epochs``."""
         state = self.state
         self.fire(Event.FIT_START)
-        for epoch in range(1, epochs + 1):
+        for epoch in range(state.epoch + 1, epochs + 1):
             state.epoch = epoch
             self.fire(Event.EPOCH_START)
-            self.train_epoch(train, generator)
+            self.train_epoch(train)
             if state.stopping:
                 break
             if validation is not None:

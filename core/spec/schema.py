@@ -67,6 +67,7 @@ class ExperimentSpec(SpecModel):
     schedule: SCHEDULES.union() = Field(default_factory=WarmupCosine)  # type: ignore[valid-type]
     regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
     diagnostics: DiagnosticsSpec = Field(default_factory=DiagnosticsSpec)
+    max_runtime_s: float | None = Field(None, gt=0.0, description="fail the run after this much training time")
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> "ExperimentSpec":
@@ -86,7 +87,7 @@ class ExperimentSpec(SpecModel):
             )
         stopping = self.regularization.early_stopping
         if stopping is not None:
-            if stopping.monitor.startswith("val_") and self.data.split.validation == 0:
+            if stopping.monitor.startswith("val_") and not self.data.split.has_validation:
                 raise PydanticCustomError(
                     "spec_rule",
                     "early stopping monitors '{monitor}' but there is no validation split",
@@ -115,7 +116,7 @@ class ExperimentSpec(SpecModel):
                         "path": ["regularization", "early_stopping", "mode"],
                     },
                 )
-        if getattr(self.schedule, "monitor", "").startswith("val_") and self.data.split.validation == 0:
+        if getattr(self.schedule, "monitor", "").startswith("val_") and not self.data.split.has_validation:
             raise PydanticCustomError(
                 "spec_rule",
                 "reduce_on_plateau monitors val_loss but there is no validation split",

@@ -1,0 +1,81 @@
+"""Checkpoints: a trainer snapshot written as safetensors (every tensor) plus JSON (the rest),
+atomically, so a run whose worker dies continues from its last completed checkpoint."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from core.engine.events import Callback, State
+
+TENSORS, TREE = "tensors.safetensors", "state.json"
+
+
+def flatten(tree: Any, tensors: dict[str, torch.Tensor], path: str = "t") -> Any:
+    """A JSON-ready copy of ``tree`` whose tensors are moved into ``tensors`` (by path)."""
+    if isinstance(tree, torch.Tensor):
+        tensors[path] = tree.detach().to("cpu").contiguous()
+        return {"__tensor__": path}
+    if isinstance(tree, dict):
+        if all(isinstance(key, str) for key in tree):
+            return {key: flatten(value, tensors, f"{path}.{key}") for key, value in tree.items()}
+        return {"__items__": [[key, flatten(value, tensors, f"{path}.{key}")] for key, value in tree.items()]}
+    if isinstance(tree, tuple):
+        return {"__tuple__": [flatten(value, tensors, f"{path}.{i}") for i, value in enumerate(tree)]}
+    if isinstance(tree, list):
+        return [flatten(value, tensors, f"{path}.{i}") for i, value in enumerate(tree)]
+    return tree
+
+
+def unflatten(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(tree, dict):
+        if "__tensor__" in tree:
+            return tensors[tree["__tensor__"]]
+        if "__items__" in tree:
+            return {key: unflatten(value, tensors) for key, value in tree["__items__"]}
+        if "__tuple__" in tree:
+            return tuple(unflatten(value, tensors) for value in tree["__tuple__"])
+        return {key: unflatten(value, tensors) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [unflatten(value, tensors) for value in tree]
+    return tree
+
+
+def save_checkpoint(folder: Path, snapshot: dict[str, Any]) -> None:
+    """Write ``snapshot`` to ``folder``, replacing the previous checkpoint only once complete."""
+    tensors: dict[str, torch.Tensor] = {}
+    tree = flatten(snapshot, tensors)
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    save_file(tensors, partial / TENSORS)
+    (partial / TREE).write_text(json.dumps(tree))
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(partial, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(folder: Path) -> dict[str, Any] | None:
+    """The last complete checkpoint in ``folder`` (or the one being replaced when it died), if any."""
+    for candidate in (folder, folder.with_name(folder.name + ".old")):
+        if (candidate / TREE).is_file() and (candidate / TENSORS).is_file():
+            return unflatten(json.loads((candidate / TREE).read_text()), load_file(candidate / TENSORS))
+    return None
+
+
+class Checkpointer(Callback):
+    """Saves the trainer's snapshot every ``every_n_epochs`` epochs."""
+
+    def __init__(self, folder: Path, every_n_epochs: int) -> None:
+        self.folder, self.every = folder, every_n_epochs
+
+    def on_epoch_end(self, state: State) -> None:
+        if state.snapshot is not None and state.epoch % self.every == 0 and not state.stopping:
+            save_checkpoint(self.folder, state.snapshot())
