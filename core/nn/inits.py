@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 from torch import nn
+from torch.nn.utils import parametrize
 
 from core.spec.base import SpecRegistry, TypedSpec
 
@@ -18,6 +19,14 @@ _PARAMETRIC = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.RNNBase)
 
 def fan_in(weight: torch.Tensor) -> int:
     return weight.shape[1] * (weight[0][0].numel() if weight.dim() > 2 else 1)
+
+
+def _own_parameters(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A layer's own parameters, including those under a parametrization (DropConnect's weight)."""
+    params = dict(module.named_parameters(recurse=False))
+    if parametrize.is_parametrized(module):
+        params.update({name: plist.original for name, plist in module.parametrizations.items()})
+    return params
 
 
 class InitSpec(TypedSpec):
@@ -34,7 +43,7 @@ class InitSpec(TypedSpec):
             for module in model.modules():
                 if not isinstance(module, _PARAMETRIC):
                     continue
-                for name, param in module.named_parameters(recurse=False):
+                for name, param in _own_parameters(module).items():
                     if name.startswith("weight"):
                         self.init_weight(param)
                     elif name.startswith("bias") and self.zero_bias:

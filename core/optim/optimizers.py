@@ -43,7 +43,11 @@ class SGD(OptimizerSpec):
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> "SGD":
         if self.nesterov and self.momentum == 0:
-            raise PydanticCustomError("value_error", "nesterov needs momentum > 0")
+            raise PydanticCustomError(
+                "spec_rule",
+                "nesterov needs momentum > 0",
+                {"path": ["optimizer", "nesterov"], "hint": "set momentum, e.g. 0.9"},
+            )
         return self
 
     def options(self) -> dict[str, Any]:
@@ -87,7 +91,11 @@ class Adam(OptimizerSpec):
     @model_validator(mode="after")
     def _betas_in_range(self) -> "Adam":
         if not all(0.0 <= b < 1.0 for b in self.betas):
-            raise PydanticCustomError("value_error", "betas must each be in [0, 1)")
+            raise PydanticCustomError(
+                "spec_rule",
+                "betas must each be in [0, 1)",
+                {"path": ["optimizer", "betas"], "hint": "e.g. [0.9, 0.999]"},
+            )
         return self
 
     def options(self) -> dict[str, Any]:

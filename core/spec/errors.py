@@ -46,6 +46,8 @@ def _document_path(loc: tuple[Any, ...], document: Any) -> list[str | int]:
         ):
             path.append(item)
             node = node[item]
+        elif isinstance(node, dict) and item == node.get("type"):
+            continue  # a tagged-union member's tag, not a key of the document
         elif isinstance(node, dict) and i == len(loc) - 1 and isinstance(item, str):
             path.append(item)  # a missing field: point where it belongs
             node = None
