@@ -97,4 +97,3 @@ def test_queued_quota_and_size_limits(secured: tuple[TestClient, dict, Settings]
     big_body = small_spec(data={"source": {"type": "inline", "x": [[0.5] * 64] * 5000, "y": [0, 1] * 2500}})
     too_large = client.post("/v1/runs", json=big_body, headers=auth["acme"])
     assert too_large.status_code == 413 and too_large.json()["status"] == 413
-
