@@ -15,7 +15,7 @@ from core.artifacts import save_run
 from core.data.files import data_access
 from core.engine.checkpoint import Checkpointer, load_checkpoint
 from core.engine.events import Callback, State
-from core.engine.run import run_experiment
+from core.engine.run import run_experiment, run_kfold
 from core.settings import Settings
 from core.spec.errors import SpecInvalid
 from core.spec.validate import parse_spec
@@ -58,15 +58,15 @@ def worker_context(settings: Settings) -> WorkerContext:
 class DatabaseReporter(Callback):
     """Writes each synced batch of metric points in one insert; checks for cancellation every epoch."""
 
-    def __init__(self, sessions: sessionmaker[Session], run_id: str) -> None:
-        self.sessions, self.run_id = sessions, run_id
+    def __init__(self, sessions: sessionmaker[Session], run_id: str, prefix: str = "") -> None:
+        self.sessions, self.run_id, self.prefix = sessions, run_id, prefix  # prefix: "fold2/" in k-fold runs
 
     def on_metrics(self, state: State) -> None:
         with self.sessions() as session:
             runs.add_metrics(
                 session=session,
                 run_id=self.run_id,
-                points=[(p.step, p.epoch, p.name, p.value) for p in state.new_points],
+                points=[(p.step, p.epoch, self.prefix + p.name, p.value) for p in state.new_points],
             )
 
     def on_epoch_end(self, state: State) -> None:
@@ -125,6 +125,13 @@ def execute_run(*, run_id: str, context: WorkerContext) -> str:
             data_access(data_root=context.data_root, resolve_dataset=dataset_resolver(context.sessions, tenant)),
         ):
             spec = parse_spec(spec_document)
+            if spec.data.split.kfold:
+                folds = run_kfold(
+                    spec,
+                    device=context.device,
+                    callbacks_for=lambda i: [DatabaseReporter(context.sessions, run_id, prefix=f"fold{i}/")],
+                )
+                return _finish(context, run_id, folds.status, folds.summary(), folds.failure, None)
             checkpoints = context.artifact_dir / run_id / "checkpoint"
             resume_from = load_checkpoint(checkpoints)
             if resume_from is not None:

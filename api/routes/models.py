@@ -33,6 +33,8 @@ def _succeeded_run(service: ServiceDep, run_id: str, tenant: str) -> None:
             raise Problem(404, "Run not found", f"no run {run_id!r}")
         if run.status != "succeeded":
             raise Problem(409, "Run has no model", f"run {run_id} is {run.status}; only succeeded runs predict")
+        if not (service.settings.artifact_dir / run_id / "model.safetensors").is_file():
+            raise Problem(409, "Run has no model", f"run {run_id} stored no single model (a k-fold run reports folds)")
 
 
 async def _served(service: ServiceDep, run_id: str, tenant: str) -> ServedModel:

@@ -158,3 +158,22 @@ def test_validate_schema_health_and_metrics_routes(client: TestClient) -> None:
     assert health.status_code == 200 and health.json()["database"] == "ok" and health.json()["queue"] == "ok"
     assert "trainyard_runs" in client.get("/metrics").text
     assert client.get("/openapi.json").json()["paths"]["/v1/runs"]
+
+
+def test_kfold_run_reports_each_fold_and_mean_std(client: TestClient) -> None:
+    spec = {
+        "name": "kfold",
+        "epochs": 3,
+        "data": {"source": {"type": "builtin", "name": "iris"}, "split": {"kfold": 3, "test": 0.2}},
+        "model": {"type": "mlp", "hidden": [8]},
+        "regularization": {"early_stopping": None},
+        "diagnostics": {"activations": False, "gradients": False},
+    }
+    run_id = client.post("/v1/runs", json=spec).json()["id"]
+    run = wait_for(client, run_id, TERMINAL)
+    assert run["status"] == "succeeded"
+    assert [fold["fold"] for fold in run["summary"]["folds"]] == [1, 2, 3]
+    assert set(run["summary"]["mean"]) >= {"val_loss", "val_accuracy"} and "val_loss" in run["summary"]["std"]
+    series = client.get(f"/v1/runs/{run_id}/metrics").json()["series"]
+    assert all(series[f"fold{i}/train_loss"]["epoch"] == [1, 2, 3] for i in (1, 2, 3))
+    assert client.post(f"/v1/runs/{run_id}/predict", json={"inputs": [[1, 2, 3, 4]]}).status_code == 409
