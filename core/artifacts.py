@@ -11,8 +11,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from core.data.preprocess import apply_preprocessing
+from core.data.text import Tokenizer
 from core.engine.events import Callback, State
-from core.engine.run import RunResult
+from core.engine.run import KFoldResult, RunResult
 from core.nn.models import build_model
 from core.spec.errors import SpecError, SpecInvalid
 from core.spec.schema import ExperimentSpec
@@ -23,6 +24,7 @@ SPEC = "spec.json"
 META = "meta.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
+TOKENIZER = "tokenizer.json"
 
 
 class MetricsFile(Callback):
@@ -49,13 +51,29 @@ def save_run(folder: Path, result: RunResult) -> None:
     save_file(_cpu(result.splits.fitted_preprocessing), folder / PREPROCESSING)
     spec = result.plan.spec
     (folder / SPEC).write_text(spec.model_dump_json(indent=2))
+    data = result.plan.data
     meta = {
-        "input_shape": list(result.plan.data.sample_shape),
+        "input_shape": list(data.sample_shape),
         "outputs": result.plan.outputs,
-        "classes": result.plan.data.classes,
+        "classes": data.classes,
         "task": spec.task,
+        "model_input_shape": list(result.plan.input_shape or data.sample_shape),
+        "kind": data.kind,
+        "vocab_size": result.plan.vocab_size,
+        "data_report": data.report,
     }
     (folder / META).write_text(json.dumps(meta, indent=2))
+    if data.tokenizer is not None:
+        (folder / TOKENIZER).write_text(data.tokenizer.to_json())
+    (folder / SUMMARY).write_text(json.dumps(result.summary(), indent=2))
+
+
+def save_kfold(folder: Path, result: KFoldResult) -> None:
+    """Each fold's run in ``fold_N/`` and the cross-validation summary (folds, mean, std) at the top."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, fold in enumerate(result.folds, start=1):
+        save_run(folder / f"fold_{i}", fold)
+    (folder / SPEC).write_text(result.plan.spec.model_dump_json(indent=2))
     (folder / SUMMARY).write_text(json.dumps(result.summary(), indent=2))
 
 
@@ -68,9 +86,16 @@ class TrainedModel:
     fitted_preprocessing: dict[str, torch.Tensor]
     input_shape: tuple[int, ...]
     classes: list[str] | None
+    tokenizer: Tokenizer | None = None  # text models: raw strings in, token ids to the model
 
     def inputs_tensor(self, inputs: list[Any]) -> torch.Tensor:
-        """Raw inputs (a list of samples) as a float tensor, or SpecInvalid naming the first bad row."""
+        """Raw inputs (a list of samples; strings for a text model) as a tensor, or SpecInvalid
+        naming the first bad row."""
+        if self.tokenizer is not None:
+            for index, row in enumerate(inputs):
+                if not isinstance(row, str):
+                    raise SpecInvalid([SpecError(f"/inputs/{index}", "a text model takes strings")])
+            return self.tokenizer.encode(list(inputs))
         expected = list(self.input_shape)
         for index, row in enumerate(inputs):
             try:
@@ -92,7 +117,9 @@ class TrainedModel:
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor) -> dict[str, Any]:
         """Predictions for raw inputs (N, *input_shape): labels or values, and class probabilities."""
-        x = apply_preprocessing(self.spec.data.preprocess, self.fitted_preprocessing, inputs.float())
+        if self.tokenizer is None:
+            inputs = inputs.float()
+        x = apply_preprocessing(self.spec.data.preprocess, self.fitted_preprocessing, inputs)
         output = self.model(x)
         if self.spec.task == "regression":
             values = output.squeeze(-1) if output.shape[-1] == 1 else output
@@ -113,7 +140,11 @@ def load_trained(folder: Path) -> TrainedModel:
     """Rebuild the model from the stored spec and load its weights (safetensors only)."""
     spec = ExperimentSpec.model_validate_json((folder / SPEC).read_text())
     meta = json.loads((folder / META).read_text())
-    model, _ = build_model(spec.model, tuple(meta["input_shape"]), meta["outputs"])
+    model_input = tuple(meta.get("model_input_shape") or meta["input_shape"])
+    model, _ = build_model(spec.model, model_input, meta["outputs"], vocab_size=meta.get("vocab_size"))
     model.load_state_dict(load_file(folder / WEIGHTS))
     model.eval()
-    return TrainedModel(spec, model, load_file(folder / PREPROCESSING), tuple(meta["input_shape"]), meta["classes"])
+    tokenizer = Tokenizer.from_json((folder / TOKENIZER).read_text()) if (folder / TOKENIZER).exists() else None
+    return TrainedModel(
+        spec, model, load_file(folder / PREPROCESSING), tuple(meta["input_shape"]), meta["classes"], tokenizer
+    )

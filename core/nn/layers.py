@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+import torch
+from pydantic import Field, PrivateAttr
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -254,6 +255,35 @@ class Dense(LayerSpec):
         if not shape:
             raise LayerShapeError("dense needs at least one feature axis")
         return Built(nn.Linear(shape[-1], self.units, bias=self.bias), (*shape[:-1], self.units))
+
+
+class TokenEmbedding(nn.Embedding):
+    """nn.Embedding that takes token ids of any dtype (padding id 0 maps to a zero vector)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.long())
+
+
+@LAYERS.add
+class Embedding(LayerSpec):
+    """Token ids (steps,) → vectors (steps, dim); the vocabulary size is inferred from text data.
+    It must be the first layer (models other than ``sequential`` add one for text data)."""
+
+    type: Literal["embedding"] = "embedding"
+    dim: int = Field(32, ge=1, le=65536)
+    _vocab: int | None = PrivateAttr(None)
+
+    def with_vocab(self, vocab: int) -> "Embedding":
+        layer = self.model_copy()
+        layer._vocab = vocab
+        return layer
+
+    def build(self, shape: Shape, builder: "LayerBuilder") -> Built:
+        if self._vocab is None:
+            raise LayerShapeError("embedding needs text data (token ids) and must be the first layer")
+        if len(shape) != 1:
+            raise LayerShapeError(f"embedding takes a (steps,) sample of token ids; got {fmt(shape)}")
+        return Built(TokenEmbedding(self._vocab, self.dim, padding_idx=0), (shape[0], self.dim))
 
 
 class RecurrentSpec(LayerSpec):

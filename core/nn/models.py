@@ -19,6 +19,7 @@ from core.nn.layers import (
     Dense,
     DropConnect,
     Dropout,
+    Embedding,
     Flatten,
     LayerSpec,
     LayerUnion,
@@ -126,6 +127,7 @@ class RNNModel(RecurrentModelSpec):
 
     type: Literal["rnn"] = "rnn"
     init: InitField = Field(default_factory=Default)  # type: ignore[valid-type]
+    embedding: int | None = Field(None, ge=1, le=65536, description="token embedding size for text data (default 32)")
 
     def layer_specs(self, shape: Shape, outputs: int) -> Placed:
         return [(self.recurrent_layer(), "/model"), (Dense(units=outputs), "/model")]
@@ -161,14 +163,44 @@ class Sequential(ModelSpec):
         return _placed(self.layers, "/model/layers")
 
 
+DEFAULT_EMBEDDING = 32
+
+
+def _text_layers(spec: ModelSpec, input_shape: Shape, outputs: int, vocab_size: int) -> Placed:
+    """The layers for text data (token ids of ``vocab_size`` tokens): a leading embedding layer gets
+    the vocabulary; other models get one added (``sequential`` models must list it themselves)."""
+    dim = getattr(spec, "embedding", None) or DEFAULT_EMBEDDING
+    layers = spec.layer_specs((*input_shape, dim), outputs)
+    if layers and isinstance(layers[0][0], Embedding):
+        first, where = layers[0]
+        return [(first.with_vocab(vocab_size), where), *layers[1:]]
+    if isinstance(spec, Sequential):
+        raise SpecInvalid(
+            [
+                SpecError(
+                    "/model/layers/0",
+                    "text data (token ids) needs an embedding layer first",
+                    'start with {"type": "embedding", "dim": 32}',
+                )
+            ]
+        )
+    where = "/model/embedding" if "embedding" in type(spec).model_fields else "/model"
+    return [(Embedding(dim=dim).with_vocab(vocab_size), where), *layers]
+
+
 def build_model(
-    spec: ModelSpec, input_shape: Shape, outputs: int, *, count_flops: bool = False
+    spec: ModelSpec, input_shape: Shape, outputs: int, *, count_flops: bool = False, vocab_size: int | None = None
 ) -> tuple[nn.Sequential, list[LayerRow]]:
-    """Build the network for samples of ``input_shape`` and ``outputs`` output units.
+    """Build the network for samples of ``input_shape`` and ``outputs`` output units; ``vocab_size``
+    is given for text data (token ids), whose model starts with an embedding.
 
     Raises SpecInvalid naming the layer whose shape is impossible, or a last layer of the wrong width."""
     builder = LayerBuilder(spec.default_activation, count_flops=count_flops)
-    model, out = builder.sequence(spec.layer_specs(input_shape, outputs), input_shape)
+    if vocab_size is None:
+        layers = spec.layer_specs(input_shape, outputs)
+    else:
+        layers = _text_layers(spec, input_shape, outputs, vocab_size)
+    model, out = builder.sequence(layers, input_shape)
     if out != (outputs,):
         where = builder.rows[-1].pointer if builder.rows else "/model"
         raise SpecInvalid(
