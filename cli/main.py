@@ -48,7 +48,8 @@ def _print_errors(errors: list[SpecError]) -> None:
 
 
 def _layer_table(report: dict[str, Any]) -> Table:
-    table = Table(title=f"{report['spec']['name']}: input {report['input_shape']} → {report['outputs']} outputs")
+    shape = report.get("model_input_shape") or report["input_shape"]
+    table = Table(title=f"{report['spec']['name']}: input {shape} → {report['outputs']} outputs")
     for column in ("layer", "spec pointer", "output shape", "params", "FLOPs"):
         table.add_column(column, justify="right" if column in ("params", "FLOPs") else "left")
     for row in report["layers"]:
@@ -81,6 +82,18 @@ def validate(
     else:
         _print_errors([SpecError(**e) for e in report["errors"]])
     raise typer.Exit(0 if report["valid"] else INVALID)
+
+
+def _progress(*, disable: bool) -> Progress:
+    """The epoch progress display (on stderr, so --json output stays clean)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=disable,
+    )
 
 
 class ProgressBar(Callback):
@@ -129,14 +142,7 @@ def train(
     if spec.data.split.kfold:
         _train_kfold(plan, folder, as_json, device)
     callbacks: list[Callback] = [MetricsFile(folder)]
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=as_json,
-    ) as progress:
+    with _progress(disable=as_json) as progress:
         callbacks.append(ProgressBar(progress, spec.epochs))
         result = run_experiment(spec, plan=plan, callbacks=callbacks, device=device)
     save_run(folder, result)
@@ -151,14 +157,7 @@ def train(
 def _train_kfold(plan: Plan, folder: Path, as_json: bool, device: str | None) -> None:
     """k trainings, one per fold: a progress bar per fold, then the per-fold table and mean ± std."""
     spec = plan.spec
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=as_json,
-    ) as progress:
+    with _progress(disable=as_json) as progress:
 
         def callbacks_for(fold: int) -> list[Callback]:
             return [MetricsFile(folder / f"fold_{fold}"), ProgressBar(progress, spec.epochs)]
