@@ -23,10 +23,16 @@ POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
 
 @contextmanager
-def local_service(backend: str, workers: int = 1) -> Iterator[TestClient]:
-    """``backend`` is 'embedded' (SQLite + filesystem queue) or 'redis' (PostgreSQL + Redis)."""
+def local_service(backend: str, workers: int = 1, **settings: str) -> Iterator[TestClient]:
+    """``backend`` is 'embedded' (SQLite + filesystem queue) or 'redis' (PostgreSQL + Redis);
+    ``settings`` become the workers' TRAINYARD_* environment."""
     data_dir = Path(tempfile.mkdtemp(prefix=f"trainyard-bench-{backend}-"))
-    env = {**os.environ, "TRAINYARD_DATA_DIR": str(data_dir), "TRAINYARD_QUEUE": f"bench-{secrets.token_hex(4)}"}
+    env = {
+        **os.environ,
+        "TRAINYARD_DATA_DIR": str(data_dir),
+        "TRAINYARD_QUEUE": f"bench-{secrets.token_hex(4)}",
+        **{f"TRAINYARD_{name.upper()}": value for name, value in settings.items()},
+    }
     database = None
     if backend == "redis":
         database = f"trainyard_bench_{secrets.token_hex(4)}"
@@ -34,11 +40,24 @@ def local_service(backend: str, workers: int = 1) -> Iterator[TestClient]:
             connection.execute(f'CREATE DATABASE "{database}"')
         env["TRAINYARD_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
         env["TRAINYARD_BROKER_URL"] = "redis://127.0.0.1:6379/0"
-    settings = Settings(data_dir=data_dir, queue=env["TRAINYARD_QUEUE"], database_url=env.get("TRAINYARD_DATABASE_URL"),
-                        broker_url=env.get("TRAINYARD_BROKER_URL"), sse_poll_seconds=0.02)
+    settings = Settings(
+        data_dir=data_dir,
+        queue=env["TRAINYARD_QUEUE"],
+        database_url=env.get("TRAINYARD_DATABASE_URL"),
+        broker_url=env.get("TRAINYARD_BROKER_URL"),
+        sse_poll_seconds=0.02,
+    )
     with TestClient(create_app(settings)) as client:  # migrates before the workers start
-        processes = [subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT, env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(workers)]
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "worker"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(workers)
+        ]
         try:
             warm = client.post("/v1/runs", json=tiny_spec()).json()["id"]
             wait(client, warm)  # every worker process is importing; one warm run proves one is up
@@ -55,9 +74,14 @@ def local_service(backend: str, workers: int = 1) -> Iterator[TestClient]:
 
 
 def tiny_spec(**overrides: Any) -> dict[str, Any]:
-    spec = {"name": "bench-tiny", "epochs": 1, "data": {"source": {"type": "builtin", "name": "iris"}},
-            "model": {"type": "mlp", "hidden": [16]}, "regularization": {"early_stopping": None},
-            "diagnostics": {"activations": False, "gradients": False}}
+    spec = {
+        "name": "bench-tiny",
+        "epochs": 1,
+        "data": {"source": {"type": "builtin", "name": "iris"}},
+        "model": {"type": "mlp", "hidden": [16]},
+        "regularization": {"early_stopping": None},
+        "diagnostics": {"activations": False, "gradients": False},
+    }
     return {**spec, **overrides}
 
 

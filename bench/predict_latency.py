@@ -21,13 +21,16 @@ from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = {
-    "name": "bench-predict",
-    "epochs": 3,
-    "data": {"source": {"type": "builtin", "name": "digits"}},
-    "model": {"type": "mlp", "hidden": [128, 64]},
-    "regularization": {"early_stopping": None},
-}
+
+
+def spec(hidden: list[int]) -> dict:
+    return {
+        "name": "bench-predict",
+        "epochs": 1,
+        "data": {"source": {"type": "builtin", "name": "digits"}},
+        "model": {"type": "mlp", "hidden": hidden},
+        "regularization": {"early_stopping": None},
+    }
 
 
 def free_port() -> int:
@@ -61,8 +64,8 @@ def server(data_dir: Path, **env: str):
         process.wait(timeout=30)
 
 
-def train(url: str) -> str:
-    run_id = httpx.post(f"{url}/v1/runs", json=SPEC, timeout=60).json()["id"]
+def train(url: str, hidden: list[int]) -> str:
+    run_id = httpx.post(f"{url}/v1/runs", json=spec(hidden), timeout=60).json()["id"]
     while (status := httpx.get(f"{url}/v1/runs/{run_id}").json()["status"]) not in ("succeeded", "failed"):
         time.sleep(0.2)
     assert status == "succeeded"
@@ -105,15 +108,16 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64], help="the MLP's hidden layers")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="trainyard-predict-"))
-    table = Table(title=f"POST /v1/runs/ID/predict, digits MLP [128, 64], {args.requests} requests")
+    table = Table(title=f"POST /v1/runs/ID/predict, digits MLP {args.hidden}, {args.requests} requests")
     for column in ("batching", "1-row p50 (ms)", "1-row p99 (ms)", "64 clients (req/s)", "ratio"):
         table.add_column(column)
     rows = []
     for label, env in (("off (max_batch 1)", {"predict_max_batch": "1"}), ("on (64 rows, 2 ms)", {})):
         with server(data_dir, **env) as url:
-            run_id = rows[0][0] if rows else train(url)
+            run_id = rows[0][0] if rows else train(url, args.hidden)
             latency = one_row_latency(url, run_id, args.requests // 4)
             rate = asyncio.run(concurrent_throughput(url, run_id, 64, args.requests))
             rows.append((run_id, label, latency, rate))

@@ -1,6 +1,7 @@
-"""Throughput of independent short runs with 2 workers ÷ 1 worker (PostgreSQL + Redis).
+"""Throughput of independent short runs with 2 workers ÷ 1 worker (PostgreSQL + Redis). On one
+machine, workers share its cores: give each `TRAINYARD_TORCH_THREADS` = cores ÷ workers.
 
-    python bench/workers_scaling.py [--runs 12]
+python bench/workers_scaling.py [--runs 12]
 """
 
 import argparse
@@ -15,8 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.local_service import local_service, tiny_spec, wait
 
 
-def throughput(workers: int, runs: int) -> float:
-    with local_service("redis", workers=workers) as client:
+def throughput(workers: int, runs: int, threads: int | None) -> float:
+    settings = {"torch_threads": str(threads)} if threads else {}
+    with local_service("redis", workers=workers, **settings) as client:
         spec = tiny_spec(epochs=20, data={"source": {"type": "builtin", "name": "digits"}})
         started = time.perf_counter()
         ids = [client.post("/v1/runs", json=spec).json()["id"] for _ in range(runs)]
@@ -30,13 +32,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=12)
     args = parser.parse_args()
     table = Table(title=f"{args.runs} independent digits runs (20 epochs each), PostgreSQL + Redis")
-    for column in ("workers", "runs / minute", "ratio vs 1 worker"):
+    for column in ("workers", "torch threads each", "runs / minute", "ratio vs the first row"):
         table.add_column(column)
     base = None
-    for workers in (1, 2):
-        rate = throughput(workers, args.runs) * 60
+    for workers, threads in ((1, None), (1, 1), (2, 1), (2, None)):
+        rate = throughput(workers, args.runs, threads) * 60
         base = base or rate
-        table.add_row(str(workers), f"{rate:.1f}", f"{rate / base:.2f}")
+        table.add_row(str(workers), str(threads or "default"), f"{rate:.1f}", f"{rate / base:.2f}")
     Console().print(table)
 
 

@@ -6,9 +6,11 @@ import os
 import shutil
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.artifacts import save_run
@@ -38,10 +40,14 @@ class WorkerContext:
     max_running: int
     max_attempts: int
     checkpoint_every: int
+    checkpoint_min_interval_s: float
+    report_interval_s: float
 
 
 def worker_context(settings: Settings) -> WorkerContext:
     migrate(settings.resolved_database_url)
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
     return WorkerContext(
         session_factory(make_engine(settings.resolved_database_url)),
         settings.artifact_dir,
@@ -52,28 +58,37 @@ def worker_context(settings: Settings) -> WorkerContext:
         settings.quota_running,
         settings.max_attempts,
         settings.checkpoint_every,
+        settings.checkpoint_min_interval_s,
+        settings.report_interval_s,
     )
 
 
 class DatabaseReporter(Callback):
-    """Writes each synced batch of metric points in one insert; checks for cancellation every epoch."""
+    """Stores metric points and progress, and checks for a cancel request, in one transaction at
+    most every ``interval_s`` seconds (and at the end), so short epochs cost no round trip each."""
 
-    def __init__(self, sessions: sessionmaker[Session], run_id: str, prefix: str = "") -> None:
-        self.sessions, self.run_id, self.prefix = sessions, run_id, prefix  # prefix: "fold2/" in k-fold runs
+    def __init__(self, sessions: sessionmaker[Session], run_id: str, *, interval_s: float, prefix: str = "") -> None:
+        self.sessions, self.run_id, self.interval_s = sessions, run_id, interval_s
+        self.prefix = prefix  # "fold2/" in k-fold runs
+        self.points: list[tuple[int, int, str, float]] = []
+        self.last = time.monotonic()
 
     def on_metrics(self, state: State) -> None:
-        with self.sessions() as session:
-            runs.add_metrics(
-                session=session,
-                run_id=self.run_id,
-                points=[(p.step, p.epoch, self.prefix + p.name, p.value) for p in state.new_points],
-            )
+        self.points += [(p.step, p.epoch, self.prefix + p.name, p.value) for p in state.new_points]
 
     def on_epoch_end(self, state: State) -> None:
+        if time.monotonic() - self.last >= self.interval_s:
+            self.report(state)
+
+    def on_fit_end(self, state: State) -> None:
+        self.report(state)
+
+    def report(self, state: State) -> None:
         with self.sessions() as session:
-            runs.set_epoch(session=session, run_id=self.run_id, epoch=state.epoch)
-            if runs.cancel_requested(session=session, run_id=self.run_id):
-                state.stop("cancelled by request", status="cancelled")
+            cancel = runs.report_progress(session=session, run_id=self.run_id, epoch=state.epoch, points=self.points)
+        self.points, self.last = [], time.monotonic()
+        if cancel:
+            state.stop("cancelled by request", status="cancelled")
 
 
 class Heartbeat:
@@ -129,7 +144,11 @@ def execute_run(*, run_id: str, context: WorkerContext) -> str:
                 folds = run_kfold(
                     spec,
                     device=context.device,
-                    callbacks_for=lambda i: [DatabaseReporter(context.sessions, run_id, prefix=f"fold{i}/")],
+                    callbacks_for=lambda i: [
+                        DatabaseReporter(
+                            context.sessions, run_id, interval_s=context.report_interval_s, prefix=f"fold{i}/"
+                        )
+                    ],
                 )
                 return _finish(context, run_id, folds.status, folds.summary(), folds.failure, None)
             checkpoints = context.artifact_dir / run_id / "checkpoint"
@@ -137,8 +156,8 @@ def execute_run(*, run_id: str, context: WorkerContext) -> str:
             if resume_from is not None:
                 log.info("run %s resumes after epoch %d", run_id, resume_from["epoch"])
             callbacks = [
-                DatabaseReporter(context.sessions, run_id),
-                Checkpointer(checkpoints, context.checkpoint_every),
+                DatabaseReporter(context.sessions, run_id, interval_s=context.report_interval_s),
+                Checkpointer(checkpoints, context.checkpoint_every, context.checkpoint_min_interval_s),
             ]
             result = run_experiment(spec, callbacks=callbacks, device=context.device, resume_from=resume_from)
     except SpecInvalid as exc:

@@ -2,8 +2,10 @@
 atomically, so a run whose worker dies continues from its last completed checkpoint."""
 
 import json
+import math
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +73,15 @@ def load_checkpoint(folder: Path) -> dict[str, Any] | None:
 
 
 class Checkpointer(Callback):
-    """Saves the trainer's snapshot every ``every_n_epochs`` epochs."""
+    """Saves the trainer's snapshot every ``every_n_epochs`` epochs, but not twice within
+    ``min_interval_s`` seconds (short epochs would spend their time writing checkpoints)."""
 
-    def __init__(self, folder: Path, every_n_epochs: int) -> None:
-        self.folder, self.every = folder, every_n_epochs
+    def __init__(self, folder: Path, every_n_epochs: int, min_interval_s: float = 0.0) -> None:
+        self.folder, self.every, self.min_interval_s = folder, every_n_epochs, min_interval_s
+        self.last = -math.inf
 
     def on_epoch_end(self, state: State) -> None:
-        if state.snapshot is not None and state.epoch % self.every == 0 and not state.stopping:
+        due = state.epoch % self.every == 0 and time.monotonic() - self.last >= self.min_interval_s
+        if due and state.snapshot is not None and not state.stopping:
             save_checkpoint(self.folder, state.snapshot())
+            self.last = time.monotonic()

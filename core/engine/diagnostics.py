@@ -50,7 +50,7 @@ class Diagnostics(Callback):
                     f"act/{layer}/saturated", ((y < bounds[0] + margin) | (y > bounds[1] - margin)).float().mean()
                 )
             if rectifier:
-                state.record(f"act/{layer}/dead", (y <= 0).all(dim=0).float().mean())
+                state.record(f"act/{layer}/dead", (y.amax(dim=0) <= 0).float().mean())
 
         return hook
 

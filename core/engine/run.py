@@ -160,7 +160,10 @@ def run_experiment(
         failure = state.stop_reason
     elif state.status == "running":
         state.status = "succeeded"
-    final = dict(state.epoch_metrics)
+    final = dict(state.epoch_metrics)  # the last epoch's; with early stopping, also the best epoch's
+    for callback in trainer.callbacks:
+        if isinstance(callback, EarlyStopping) and callback.best_epoch:
+            final.update({"best_epoch": callback.best_epoch, f"best_{callback.monitor}": callback.best})
     if state.status == "succeeded" and splits.test is not None:
         trainer.evaluate(splits.test, "test")
         synced = trainer.sync()

@@ -113,7 +113,7 @@ class Trainer:
             output = model(x)
             loss = loss_fn(self._fit_output(output, y), y)
             optimizer.zero_grad(set_to_none=True)
-            (loss + self.penalty()).backward()
+            (loss + self.penalty() if self.l1 or self.l2 else loss).backward()
             self.fire(Event.AFTER_BACKWARD)
             optimizer.step()
             if not self.plateau:

@@ -27,6 +27,7 @@ def make_engine(url: str) -> Engine:
         def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def]
             cursor = connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process, not of the OS
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 

@@ -178,24 +178,28 @@ def cancel_run(*, session: Session, run_id: str) -> str:
     return run.status
 
 
-def cancel_requested(*, session: Session, run_id: str) -> bool:
-    return bool(session.scalar(select(Run.cancel_requested).where(Run.id == run_id)))
-
-
-def set_epoch(*, session: Session, run_id: str, epoch: int) -> None:
-    session.execute(update(Run).where(Run.id == run_id).values(epoch=epoch))
+def report_progress(*, session: Session, run_id: str, epoch: int, points: list[tuple[int, int, str, float]]) -> bool:
+    """One transaction: store metric points and the epoch reached; returns whether a cancel was asked."""
+    _insert_metrics(session, run_id, points)
+    result = session.execute(update(Run).where(Run.id == run_id).values(epoch=epoch).returning(Run.cancel_requested))
+    cancel = bool(result.scalar())
     session.commit()
+    return cancel
 
 
 def add_metrics(*, session: Session, run_id: str, points: Iterable[tuple[int, int, str, float]]) -> None:
-    """One batched insert of (step, epoch, name, value) points; a point already stored for the same
-    (run, name, step), as after a resume from a checkpoint, is kept and the repeat ignored."""
-    rows = [{"run_id": run_id, "step": s, "epoch": e, "name": n, "value": v} for s, e, n, v in points]
-    if not rows:
-        return
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(insert(Metric).on_conflict_do_nothing(index_elements=["run_id", "name", "step"]), rows)
+    """One batched insert of (step, epoch, name, value) points."""
+    _insert_metrics(session, run_id, list(points))
     session.commit()
+
+
+def _insert_metrics(session: Session, run_id: str, points: list[tuple[int, int, str, float]]) -> None:
+    """A point already stored for the same (run, name, step), as after a resume from a checkpoint,
+    is kept and the repeat ignored."""
+    rows = [{"run_id": run_id, "step": s, "epoch": e, "name": n, "value": v} for s, e, n, v in points]
+    if rows:
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        session.execute(insert(Metric).on_conflict_do_nothing(index_elements=["run_id", "name", "step"]), rows)
 
 
 def metric_rows(*, session: Session, run_id: str, after_id: int = 0, names: list[str] | None = None) -> list[Metric]:

@@ -45,6 +45,7 @@ def environment(data_dir: Path, **extra: str) -> dict[str, str]:
         "TRAINYARD_DATA_DIR": str(data_dir),
         "TRAINYARD_QUEUE": f"q-{secrets.token_hex(4)}",
         "TRAINYARD_LEASE_SECONDS": "2",
+        "TRAINYARD_CHECKPOINT_MIN_INTERVAL_S": "0",
         **extra,
     }
 
