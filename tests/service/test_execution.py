@@ -46,3 +46,18 @@ def test_divergence_is_not_retried(tmp_path: Path) -> None:
     with context.sessions() as session:
         run = session.get(Run, run_id)
         assert run.attempt == 1 and "diverged" in run.failure
+
+
+def test_running_quota_defers_a_tenants_next_run(tmp_path: Path) -> None:
+    context = worker_context(Settings(data_dir=tmp_path, quota_running=1))
+    first, second = stored_run(context, small_spec()), stored_run(context, small_spec())
+    with context.sessions() as session:
+        other = runs.create_run(session=session, tenant="someone-else", spec=small_spec(), name="other").id
+        session.commit()
+        assert runs.claim_run(session=session, run_id=first, worker="w1", lease_s=30, max_running=1)
+        assert not runs.claim_run(session=session, run_id=second, worker="w2", lease_s=30, max_running=1)
+        assert runs.claim_run(session=session, run_id=other, worker="w2", lease_s=30, max_running=1)
+    assert execute_run(run_id=second, context=context) == "deferred"
+    with context.sessions() as session:
+        runs.finish_run(session=session, run_id=first, status="succeeded", summary={}, failure=None, stop_reason=None)
+    assert execute_run(run_id=second, context=context) == "succeeded"
