@@ -1,5 +1,6 @@
 """Request dependencies as Annotated aliases: ``ServiceDep``, ``SessionDep``, ``TenantDep``."""
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ class Service:
     models: ModelCache
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
@@ -37,7 +38,7 @@ def get_session(service: Annotated[Service, Depends(get_service)]) -> Iterator[S
         yield session
 
 
-def get_tenant(
+async def get_tenant(
     service: Annotated[Service, Depends(get_service)], authorization: Annotated[str | None, Header()] = None
 ) -> str:
     """The caller's tenant: from ``Authorization: Bearer <key>``, or the local user when auth is off."""
@@ -46,8 +47,7 @@ def get_tenant(
     scheme, _, key = (authorization or "").partition(" ")
     tenant = None
     if scheme.lower() == "bearer" and key:
-        with service.sessions() as session:
-            tenant = tenant_for_key(session=session, key=key.strip())
+        tenant = await asyncio.to_thread(_tenant_for_key, service, key.strip())
     if tenant is None:
         raise Problem(
             401,
@@ -56,6 +56,11 @@ def get_tenant(
             headers={"WWW-Authenticate": "Bearer"},
         )
     return tenant
+
+
+def _tenant_for_key(service: Service, key: str) -> str | None:
+    with service.sessions() as session:
+        return tenant_for_key(session=session, key=key)
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]

@@ -85,11 +85,12 @@ def tiny_spec(**overrides: Any) -> dict[str, Any]:
     return {**spec, **overrides}
 
 
-def wait(client: TestClient, run_id: str, timeout: float = 600.0) -> dict[str, Any]:
+def wait(client: TestClient, run_id: str, timeout: float = 600.0, poll: float = 0.01) -> dict[str, Any]:
+    """Poll until the run finishes (a long run: poll slowly, the poller shares the machine's cores)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = client.get(f"/v1/runs/{run_id}").json()
         if run["status"] in ("succeeded", "failed", "cancelled"):
             return run
-        time.sleep(0.01)
+        time.sleep(poll)
     raise TimeoutError(run_id)

@@ -1,12 +1,16 @@
 """Prediction latency and throughput against a running `trainyard serve` (uvicorn, real HTTP):
-p50 / p99 for one row, and throughput at 64 concurrent clients with dynamic batching on ÷ off.
+p50 / p99 for one row, and throughput at 64 concurrent clients with dynamic batching on ÷ off
+(measured with wrk when it is installed, `apt-get install wrk`; else with an httpx client).
 
     python bench/predict_latency.py [--requests 2000]
 """
 
 import argparse
 import asyncio
+import json
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -100,6 +104,27 @@ async def concurrent_throughput(url: str, run_id: str, clients: int, requests: i
         return (requests // clients) * clients / (time.perf_counter() - started)
 
 
+def wrk_throughput(url: str, run_id: str, clients: int, seconds: int = 8) -> float | None:
+    """Requests/s from wrk (a C load generator: the client costs the 2-core machine little), if installed."""
+    if shutil.which("wrk") is None:
+        return None
+    row = [[[float((i + j) % 16) for j in range(8)] for i in range(8)]]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        body = json.dumps({"inputs": [row]})
+        script.write(
+            f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(body)}\n'
+        )
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "-s", script.name, f"{url}/v1/runs/{run_id}/predict"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(out)
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -119,7 +144,7 @@ def main() -> None:
         with server(data_dir, **env) as url:
             run_id = rows[0][0] if rows else train(url, args.hidden)
             latency = one_row_latency(url, run_id, args.requests // 4)
-            rate = asyncio.run(concurrent_throughput(url, run_id, 64, args.requests))
+            rate = wrk_throughput(url, run_id, 64) or asyncio.run(concurrent_throughput(url, run_id, 64, args.requests))
             rows.append((run_id, label, latency, rate))
     base = rows[0][3]
     for _, label, latency, rate in rows:
