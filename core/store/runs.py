@@ -2,8 +2,7 @@
 
 import secrets
 import time
-from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -187,12 +186,6 @@ def report_progress(*, session: Session, run_id: str, epoch: int, points: list[t
     return cancel
 
 
-def add_metrics(*, session: Session, run_id: str, points: Iterable[tuple[int, int, str, float]]) -> None:
-    """One batched insert of (step, epoch, name, value) points."""
-    _insert_metrics(session, run_id, list(points))
-    session.commit()
-
-
 def _insert_metrics(session: Session, run_id: str, points: list[tuple[int, int, str, float]]) -> None:
     """A point already stored for the same (run, name, step), as after a resume from a checkpoint,
     is kept and the repeat ignored."""
@@ -217,7 +210,3 @@ def add_artifact(*, session: Session, run_id: str, kind: str, uri: str, size: in
 
 def is_terminal(status: str) -> bool:
     return status in TERMINAL_STATUSES
-
-
-def timestamp(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
