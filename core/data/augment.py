@@ -338,7 +338,3 @@ class SentenceShuffle(TextAugment):
         key = rank.gather(1, sentence) * (steps + 1) + position
         key = torch.where(x == PAD_ID, position - steps, key)  # padding stays in front
         return x.gather(1, key.argsort(1))
-
-
-def list_augmentations() -> list[str]:
-    return AUGMENTATIONS.names()

@@ -172,7 +172,3 @@ def apply_preprocessing(steps: list[PreprocessSpec], fitted: State, x: torch.Ten
         }
         x = step.transform(x, state)
     return x
-
-
-def list_preprocessors() -> list[str]:
-    return PREPROCESSORS.names()

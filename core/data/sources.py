@@ -299,7 +299,3 @@ class UploadedDataset(TableOptions):
                 [SpecError("/data/source/id", f"no uploaded data set {self.id!r}", "upload it with POST /v1/datasets")]
             ) from None
         return self.read(path, task=task, format=None, file_at="/data/source/id")
-
-
-def list_builtin_sets() -> list[str]:
-    return BUILTIN_SETS.names()

@@ -136,9 +136,5 @@ class Maxout(ActivationSpec):
         return MaxoutUnit(self.pieces, dim)
 
 
-def list_activations() -> list[str]:
-    return ACTIVATIONS.names()
-
-
 def create_activation(spec: ActivationSpec) -> nn.Module:
     return spec.build()

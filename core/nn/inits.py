@@ -139,7 +139,3 @@ class Orthogonal(InitSpec):
 
     def init_weight(self, weight: torch.Tensor) -> None:
         nn.init.orthogonal_(weight, self.gain)
-
-
-def list_inits() -> list[str]:
-    return INITS.names()

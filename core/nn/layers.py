@@ -362,7 +362,3 @@ class ResidualBlock(LayerSpec):
 
 
 LayerUnion = LAYERS.union()
-
-
-def list_layers() -> list[str]:
-    return LAYERS.names()

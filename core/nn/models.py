@@ -221,7 +221,3 @@ def initialise(model: nn.Module, init: InitSpec) -> None:
     for module in model.modules():
         if isinstance(module, Residual) and module.zero_init_last:
             module.reset_last_layer()
-
-
-def list_models() -> list[str]:
-    return MODELS.names()

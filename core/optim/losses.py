@@ -70,7 +70,3 @@ class Huber(LossSpec):
 
 
 DEFAULT_LOSS: dict[str, type[LossSpec]] = {"classification": CrossEntropy, "binary": BCE, "regression": MSE}
-
-
-def list_losses() -> list[str]:
-    return LOSSES.names()

@@ -109,7 +109,3 @@ class AdamW(Adam):
     type: Literal["adamw"] = "adamw"  # type: ignore[assignment]
     weight_decay: float = Field(0.01, ge=0.0, lt=1.0)
     torch_class: ClassVar = torch.optim.AdamW
-
-
-def list_optimizers() -> list[str]:
-    return OPTIMIZERS.names()

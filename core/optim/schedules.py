@@ -136,7 +136,3 @@ class ReduceOnPlateau(ScheduleSpec):
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=self.factor, patience=self.patience, min_lr=self.min_lr
         )
-
-
-def list_schedules() -> list[str]:
-    return SCHEDULES.names()
