@@ -42,6 +42,11 @@ async def get_tenant(
     service: Annotated[Service, Depends(get_service)], authorization: Annotated[str | None, Header()] = None
 ) -> str:
     """The caller's tenant: from ``Authorization: Bearer <key>``, or the local user when auth is off."""
+    return await tenant_for(service, authorization)
+
+
+async def tenant_for(service: Service, authorization: str | None) -> str:
+    """The tenant an ``Authorization`` header names (401 without a valid key), or the local user."""
     if service.settings.auth == "off":
         return LOCAL_TENANT
     scheme, _, key = (authorization or "").partition(" ")

@@ -1,6 +1,7 @@
 """RFC 9457 problem details for every 4xx/5xx, with JSON pointers for invalid input."""
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -53,6 +54,16 @@ def invalid_spec(exc: SpecInvalid) -> Problem:
     )
 
 
+def invalid_request(errors: Sequence[Any]) -> Problem:
+    """A 422 from pydantic's errors on a request: body locations become JSON pointers into the body."""
+    found = []
+    for err in errors:
+        where, *path = err["loc"]
+        found.append(SpecError(pointer(*path) if where == "body" else pointer(where, *path), err["msg"]))
+    detail = "the request does not match the API"
+    return Problem(422, "Invalid request", detail, found, kind="/problems/invalid-request")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -64,15 +75,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = []
-        for err in exc.errors():
-            where, *path = err["loc"]
-            errors.append(SpecError(pointer(*path) if where == "body" else pointer(where, *path), err["msg"]))
-        return problem_response(
-            Problem(
-                422, "Invalid request", "the request does not match the API", errors, kind="/problems/invalid-request"
-            )
-        )
+        return problem_response(invalid_request(exc.errors()))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

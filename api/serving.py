@@ -16,16 +16,19 @@ from core.artifacts import TrainedModel, load_trained
 class Batcher:
     """Gathers concurrent requests for one model into one forward pass.
 
-    A request alone runs at once; while other callers are in flight, a batch waits up to
-    ``max_wait_s`` for them (or until ``max_batch`` rows), and requests that arrive during a
-    forward pass form the next batch."""
+    A request that finds the model idle runs at once. Requests that arrive while a pass runs
+    gather for the next one, which starts when it holds ``max_batch`` rows or ``max_wait_s``
+    after its first request arrived. Per request the cost is a list append and a future; the
+    one timer and the thread hop are per pass."""
 
     def __init__(self, trained: TrainedModel, max_batch: int, max_wait_s: float, passes: Counter) -> None:
         self.trained, self.max_batch, self.max_wait_s = trained, max_batch, max_wait_s
         self.passes = passes
         self.forward_passes = 0
-        self.in_flight = 0
-        self.queue: asyncio.Queue[tuple[torch.Tensor, asyncio.Future]] = asyncio.Queue()
+        self.pending: list[tuple[torch.Tensor, asyncio.Future]] = []
+        self.pending_rows = 0
+        self.first_arrival = 0.0
+        self.full: asyncio.Future | None = None
         self.task: asyncio.Task | None = None
 
     def _forward(self, inputs: torch.Tensor) -> dict[str, Any]:
@@ -36,49 +39,65 @@ class Batcher:
     async def predict(self, inputs: torch.Tensor) -> dict[str, Any]:
         if self.max_batch <= 1:
             return await asyncio.to_thread(self._forward, inputs)
-        future = asyncio.get_running_loop().create_future()
-        self.in_flight += 1
-        try:
-            self.queue.put_nowait((inputs, future))
-            if self.task is None or self.task.done():
-                self.task = asyncio.create_task(self._gather())
-            return await future
-        finally:
-            self.in_flight -= 1
-
-    async def _gather(self) -> None:
         loop = asyncio.get_running_loop()
-        while not self.queue.empty():
-            batch = [self.queue.get_nowait()]
-            rows = len(batch[0][0])
-            deadline = loop.time() + self.max_wait_s
-            while rows < self.max_batch and (not self.queue.empty() or self.in_flight > len(batch)):
-                if self.queue.empty():
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        item = await asyncio.wait_for(self.queue.get(), remaining)
-                    except TimeoutError:
-                        break
-                else:
-                    item = self.queue.get_nowait()
-                batch.append(item)
-                rows += len(item[0])
-            await self._run(batch)
+        future = loop.create_future()
+        if not self.pending:
+            self.first_arrival = loop.time()
+        self.pending.append((inputs, future))
+        self.pending_rows += len(inputs)
+        if self.task is None:
+            self.task = loop.create_task(self._serve())
+        elif self.pending_rows >= self.max_batch and self.full is not None and not self.full.done():
+            self.full.set_result(None)
+        return await future
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await self._run(self._take())  # the model was idle: no waiting
+            while self.pending:
+                deadline = self.first_arrival + self.max_wait_s
+                if self.pending_rows < self.max_batch and loop.time() < deadline:
+                    self.full = loop.create_future()
+                    timer = loop.call_at(deadline, _settle, self.full)
+                    await self.full
+                    timer.cancel()
+                await self._run(self._take())
+        finally:
+            self.task = None
+
+    def _take(self) -> list[tuple[torch.Tensor, asyncio.Future]]:
+        """Pending requests up to ``max_batch`` rows (at least one), oldest first."""
+        count, rows = 0, 0
+        for inputs, _ in self.pending:
+            if count and rows + len(inputs) > self.max_batch:
+                break
+            count, rows = count + 1, rows + len(inputs)
+        batch, self.pending = self.pending[:count], self.pending[count:]
+        self.pending_rows -= rows
+        if self.pending:
+            self.first_arrival = asyncio.get_running_loop().time()
+        return batch
 
     async def _run(self, batch: list[tuple[torch.Tensor, asyncio.Future]]) -> None:
         try:
             result = await asyncio.to_thread(self._forward, torch.cat([inputs for inputs, _ in batch]))
         except Exception as exc:  # every caller of the failed pass gets the error
             for _, future in batch:
-                future.set_exception(exc)
+                if not future.done():
+                    future.set_exception(exc)
             return
         start = 0
         for inputs, future in batch:
             end = start + len(inputs)
-            future.set_result({key: values[start:end] for key, values in result.items()})
+            if not future.done():  # its caller may have gone (client disconnected)
+                future.set_result({key: values[start:end] for key, values in result.items()})
             start = end
+
+
+def _settle(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -239,8 +240,10 @@ def serve(
 
     migrate(settings.resolved_database_url)
     worker_process = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=os.environ.copy())
+    # uvicorn re-raises the SIGTERM it caught once it has shut down: exit through `finally` then
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        uvicorn.run(create_app(settings), host=host, port=port)
+        uvicorn.run(create_app(settings), host=host, port=port, access_log=settings.access_log)
     finally:
         worker_process.terminate()
         worker_process.wait(timeout=30)

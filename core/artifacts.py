@@ -97,6 +97,12 @@ class TrainedModel:
                     raise SpecInvalid([SpecError(f"/inputs/{index}", "a text model takes strings")])
             return self.tokenizer.encode(list(inputs))
         expected = list(self.input_shape)
+        try:  # the common case in one conversion; a failure is looked for row by row
+            array = np.asarray(inputs, dtype=np.float32)
+        except (TypeError, ValueError):
+            array = None
+        if array is not None and (list(array.shape[1:]) == expected or (expected == [1] and array.ndim == 1)):
+            return torch.from_numpy(array).reshape(len(inputs), *self.input_shape)
         for index, row in enumerate(inputs):
             try:
                 shape = list(np.shape(np.asarray(row, dtype=np.float32)))
@@ -112,7 +118,7 @@ class TrainedModel:
                         )
                     ]
                 )
-        return torch.as_tensor(np.asarray(inputs, dtype=np.float32)).reshape(len(inputs), *self.input_shape)
+        raise SpecInvalid([SpecError("/inputs", f"samples of mixed shapes; each must be {expected} (or a number)")])
 
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor) -> dict[str, Any]:

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     quota_running: int = Field(4, ge=1, description="runs a tenant may have running at once")
     quota_queued: int = Field(1000, ge=1, description="runs a tenant may have waiting")
     max_upload_mb: int = Field(256, ge=1, description="largest dataset upload")
+    access_log: bool = Field(True, description="`trainyard serve` logs each request")
+    otel: bool = Field(False, description="FastAPI's OpenTelemetry traces/metrics/logs, for providers you configure")
     model_cache_mb: int = Field(1024, ge=1, description="memory budget of the API's model cache")
 
     @cached_property
