@@ -1,8 +1,10 @@
 """Prediction latency and throughput against a running `trainyard serve` (uvicorn, real HTTP):
 p50 / p99 for one row, and throughput at 64 concurrent clients with dynamic batching on ÷ off
 (measured with wrk when it is installed, `apt-get install wrk`; else with an httpx client).
+A `trainyard serve` trains the model; API processes alone (uvicorn, no access log, no worker
+starting beside them) then serve it, alternating between the modes over several starts.
 
-    python bench/predict_latency.py [--requests 2000]
+    python bench/predict_latency.py [--hidden 128 64] [--rounds 3]
 """
 
 import argparse
@@ -44,11 +46,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(data_dir: Path, **env: str):
+def server(data_dir: Path, command: list[str], **env: str):
+    """A server process on a free port, the data folder and ``TRAINYARD_*`` settings given."""
     port = free_port()
-    environment = {**os.environ, **{f"TRAINYARD_{k.upper()}": v for k, v in env.items()}}
+    settings = {"data_dir": str(data_dir), **env}
+    environment = {**os.environ, **{f"TRAINYARD_{k.upper()}": v for k, v in settings.items()}}
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        [sys.executable, "-m", *command, "--port", str(port)],
         cwd=ROOT,
         env=environment,
         stdout=subprocess.DEVNULL,
@@ -66,6 +70,10 @@ def server(data_dir: Path, **env: str):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+SERVICE = ["cli.main", "serve"]  # API + worker, to train the model
+API = ["uvicorn", "api.main:create_app", "--factory", "--no-access-log"]  # what serves predictions
 
 
 def train(url: str, hidden: list[int]) -> str:
@@ -132,27 +140,38 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=2000, help="sequential 1-row requests per mode")
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64], help="the MLP's hidden layers")
+    parser.add_argument("--rounds", type=int, default=3, help="servers started per mode, alternating (median)")
+    parser.add_argument("--seconds", type=int, default=8, help="length of each 64-client wrk run")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="trainyard-predict-"))
-    table = Table(title=f"POST /v1/runs/ID/predict, digits MLP {args.hidden}, {args.requests} requests")
-    for column in ("batching", "1-row p50 (ms)", "1-row p99 (ms)", "64 clients (req/s)", "ratio"):
+    modes = {"off (max_batch 1)": {"predict_max_batch": "1"}, "on (64 rows, 2 ms)": {}}
+    latencies: dict[str, list[float]] = {label: [] for label in modes}
+    rates: dict[str, list[float]] = {label: [] for label in modes}
+    with server(data_dir, SERVICE) as url:
+        run_id = train(url, args.hidden)
+    for _ in range(args.rounds):  # alternating, so drift on a shared machine hits both modes alike
+        for label, env in modes.items():
+            with server(data_dir, API, **env) as url:
+                latencies[label] += one_row_latency(url, run_id, args.requests // args.rounds)
+                rate = wrk_throughput(url, run_id, 64, args.seconds)
+                rates[label].append(rate or asyncio.run(concurrent_throughput(url, run_id, 64, args.requests)))
+    table = Table(
+        title=f"POST /v1/runs/ID/predict, digits MLP {args.hidden}: {args.rounds} servers per mode, "
+        f"{'wrk' if shutil.which('wrk') else 'httpx'} with 64 connections"
+    )
+    for column in ("batching", "1-row p50 (ms)", "1-row p99 (ms)", "64 clients, median (req/s)", "range", "ratio"):
         table.add_column(column)
-    rows = []
-    for label, env in (("off (max_batch 1)", {"predict_max_batch": "1"}), ("on (64 rows, 2 ms)", {})):
-        with server(data_dir, **env) as url:
-            run_id = rows[0][0] if rows else train(url, args.hidden)
-            latency = one_row_latency(url, run_id, args.requests // 4)
-            rate = wrk_throughput(url, run_id, 64) or asyncio.run(concurrent_throughput(url, run_id, 64, args.requests))
-            rows.append((run_id, label, latency, rate))
-    base = rows[0][3]
-    for _, label, latency, rate in rows:
+    base = statistics.median(rates["off (max_batch 1)"])
+    for label in modes:
+        rate = statistics.median(rates[label])
         table.add_row(
             label,
-            f"{statistics.median(latency):.2f}",
-            f"{percentile(latency, 0.99):.2f}",
+            f"{statistics.median(latencies[label]):.2f}",
+            f"{percentile(latencies[label], 0.99):.2f}",
             f"{rate:.0f}",
+            f"{min(rates[label]):.0f}–{max(rates[label]):.0f}",
             f"{rate / base:.2f}",
         )
     Console().print(table)

@@ -226,11 +226,13 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     data_dir: Annotated[Path | None, typer.Option(help="folder for the database, queue and artifacts")] = None,
+    api_processes: Annotated[
+        int, typer.Option(min=1, help="API processes on the port, each with its own model cache and batcher")
+    ] = 1,
 ) -> None:
     """API + one worker on the embedded default: SQLite, a filesystem queue and local artifacts, all in one folder."""
     import uvicorn
 
-    from api.main import create_app
     from core.settings import Settings
 
     if data_dir is not None:
@@ -243,7 +245,14 @@ def serve(
     # uvicorn re-raises the SIGTERM it caught once it has shut down: exit through `finally` then
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, access_log=settings.access_log)
+        uvicorn.run(
+            "api.main:create_app",  # each process builds its app from the same TRAINYARD_* environment
+            factory=True,
+            host=host,
+            port=port,
+            workers=api_processes,
+            access_log=settings.access_log,
+        )
     finally:
         worker_process.terminate()
         worker_process.wait(timeout=30)
