@@ -4,7 +4,7 @@ p50 / p99 for one row, and throughput at 64 concurrent clients with dynamic batc
 A `trainyard serve` trains the model; API processes alone (uvicorn, no access log, no worker
 starting beside them) then serve it, alternating between the modes over several starts.
 
-    python bench/predict_latency.py [--hidden 128 64] [--rounds 3]
+    python bench/predict_latency.py [--hidden 128 64] [--rounds 3] [--api-processes 1]
 """
 
 import argparse
@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64], help="the MLP's hidden layers")
     parser.add_argument("--rounds", type=int, default=3, help="servers started per mode, alternating (median)")
     parser.add_argument("--seconds", type=int, default=8, help="length of each 64-client wrk run")
+    parser.add_argument("--api-processes", type=int, default=1, help="uvicorn processes serving predictions")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="trainyard-predict-"))
     modes = {"off (max_batch 1)": {"predict_max_batch": "1"}, "on (64 rows, 2 ms)": {}}
@@ -153,13 +154,13 @@ def main() -> None:
         run_id = train(url, args.hidden)
     for _ in range(args.rounds):  # alternating, so drift on a shared machine hits both modes alike
         for label, env in modes.items():
-            with server(data_dir, API, **env) as url:
+            with server(data_dir, [*API, "--workers", str(args.api_processes)], **env) as url:
                 latencies[label] += one_row_latency(url, run_id, args.requests // args.rounds)
                 rate = wrk_throughput(url, run_id, 64, args.seconds)
                 rates[label].append(rate or asyncio.run(concurrent_throughput(url, run_id, 64, args.requests)))
     table = Table(
-        title=f"POST /v1/runs/ID/predict, digits MLP {args.hidden}: {args.rounds} servers per mode, "
-        f"{'wrk' if shutil.which('wrk') else 'httpx'} with 64 connections"
+        title=f"POST /v1/runs/ID/predict, digits MLP {args.hidden}, {args.api_processes} API process(es): "
+        f"{args.rounds} servers per mode, {'wrk' if shutil.which('wrk') else 'httpx'} with 64 connections"
     )
     for column in ("batching", "1-row p50 (ms)", "1-row p99 (ms)", "64 clients, median (req/s)", "range", "ratio"):
         table.add_column(column)
