@@ -102,6 +102,10 @@ class TrainedModel:
         except (TypeError, ValueError):
             array = None
         if array is not None and (list(array.shape[1:]) == expected or (expected == [1] and array.ndim == 1)):
+            finite = np.isfinite(array.reshape(len(inputs), -1)).all(axis=1)
+            if not finite.all():  # null reads as NaN
+                pointer = f"/inputs/{int(np.argmin(finite))}"
+                raise SpecInvalid([SpecError(pointer, "values must be finite numbers (not null, NaN or inf)")])
             return torch.from_numpy(array).reshape(len(inputs), *self.input_shape)
         for index, row in enumerate(inputs):
             try:

@@ -104,6 +104,10 @@ def test_bad_inputs_and_unready_runs(client: TestClient, digits_run: str) -> Non
     assert wrong.status_code == 422
     assert wrong.json()["errors"][0]["pointer"] == "/inputs/1"
     assert "[1, 8, 8]" in wrong.json()["errors"][0]["message"]
+    with_null = digits_inputs(2)
+    with_null[1][0][3][3] = None
+    null = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": with_null})
+    assert null.status_code == 422 and null.json()["errors"][0]["pointer"] == "/inputs/1"
     assert client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": []}).status_code == 422
     assert client.post("/v1/runs/run_missing/predict", json={"inputs": [[1]]}).status_code == 404
     queued = client.post("/v1/runs", json=small_spec(epochs=200, name="not-yet")).json()["id"]
