@@ -42,7 +42,7 @@ class PredictEndpoint:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = PATH_PATTERN.fullmatch(scope["path"]) if scope["type"] == "http" else None
+        match = PATH_PATTERN.fullmatch(route_path(scope)) if scope["type"] == "http" else None
         if match is None:
             await self.app(scope, receive, send)
             return
@@ -57,6 +57,12 @@ class PredictEndpoint:
             authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
             response = await answer(scope["app"].state.service, match["run_id"], authorization, body)
         await response(scope, receive, send)
+
+
+def route_path(scope: Scope) -> str:
+    """The path below the app's mount point (``--root-path`` behind a proxy), as routers see it."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 async def read_body(receive: Receive) -> bytes | None:

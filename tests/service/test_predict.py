@@ -99,6 +99,12 @@ def test_concurrent_requests_share_forward_passes(client: TestClient, digits_run
     assert "trainyard_predict_forward_passes_total" in client.get("/metrics").text
 
 
+def test_predicts_below_a_root_path(client: TestClient, digits_run: str) -> None:
+    behind_proxy = TestClient(client.app, root_path="/trainyard")  # the path includes it, as under uvicorn
+    answer = behind_proxy.post(f"/trainyard/v1/runs/{digits_run}/predict", json={"inputs": digits_inputs(2)})
+    assert answer.status_code == 200 and len(answer.json()["predictions"]) == 2
+
+
 def test_bad_inputs_and_unready_runs(client: TestClient, digits_run: str) -> None:
     wrong = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": [digits_inputs(1)[0], [1, 2, 3]]})
     assert wrong.status_code == 422
