@@ -124,21 +124,25 @@ class TrainedModel:
                 )
         raise SpecInvalid([SpecError("/inputs", f"samples of mixed shapes; each must be {expected} (or a number)")])
 
+    def outputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Raw inputs (N, *input_shape) through the stored preprocessing and the model: class
+        probabilities (N, C), or regression values."""
+        if self.tokenizer is None:
+            inputs = inputs.float()
+        output = self.model(apply_preprocessing(self.spec.data.preprocess, self.fitted_preprocessing, inputs))
+        if self.spec.task == "regression":
+            return output.squeeze(-1) if output.shape[-1] == 1 else output
+        if self.spec.task == "binary":
+            positive = torch.sigmoid(output.squeeze(-1))
+            return torch.stack([1 - positive, positive], dim=-1)
+        return torch.softmax(output, dim=-1)
+
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor) -> dict[str, Any]:
         """Predictions for raw inputs (N, *input_shape): labels or values, and class probabilities."""
-        if self.tokenizer is None:
-            inputs = inputs.float()
-        x = apply_preprocessing(self.spec.data.preprocess, self.fitted_preprocessing, inputs)
-        output = self.model(x)
+        probabilities = self.outputs(inputs)
         if self.spec.task == "regression":
-            values = output.squeeze(-1) if output.shape[-1] == 1 else output
-            return {"predictions": values.tolist()}
-        if self.spec.task == "binary":
-            positive = torch.sigmoid(output.squeeze(-1))
-            probabilities = torch.stack([1 - positive, positive], dim=-1)
-        else:
-            probabilities = torch.softmax(output, dim=-1)
+            return {"predictions": probabilities.tolist()}  # values, not probabilities
         labels = self.classes or [str(i) for i in range(probabilities.shape[-1])]
         return {
             "predictions": [labels[i] for i in probabilities.argmax(-1).tolist()],

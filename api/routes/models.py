@@ -1,13 +1,15 @@
-"""A succeeded run's model as a downloadable artifact (predictions: ``api.predict``)."""
+"""A succeeded run's model as downloadable artifacts: an archive, and ONNX (predictions: ``api.predict``)."""
 
 import io
 import zipfile
 
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 
 from api.deps import Service, ServiceDep, TenantDep
 from api.problems import Problem
+from core.artifacts import load_trained
+from core.export import ExportUnsupported, export_onnx
 from core.store.runs import get_run
 
 router = APIRouter(prefix="/v1/runs", tags=["models"])
@@ -34,10 +36,30 @@ def model_artifact(run_id: str, service: ServiceDep, tenant: TenantDep) -> Respo
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(folder.iterdir()):
-            if path.is_file() and path.name != "metrics.jsonl":
+            if path.is_file() and path.name != "metrics.jsonl" and path.suffix != ".partial":
                 archive.write(path, path.name)
     return Response(
         buffer.getvalue(),
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{run_id}.zip"'},
     )
+
+
+@router.get(
+    "/{run_id}/artifacts/onnx",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def onnx_artifact(run_id: str, service: ServiceDep, tenant: TenantDep) -> FileResponse:
+    """The model as ONNX, exported on the first request and kept with the run. Input `inputs`:
+    float32 raw samples [N, *input_shape], the stored preprocessing inside the graph. Output
+    `probabilities` [N, classes] (in the order of the archive's `meta.json`) or `values`.
+    409 when the model cannot be exported (a text model's tokenizer, an operator ONNX lacks)."""
+    succeeded_run(service, run_id, tenant)
+    path = service.settings.artifact_dir / run_id / "model.onnx"
+    if not path.is_file():
+        try:
+            export_onnx(load_trained(path.parent), path)
+        except ExportUnsupported as exc:
+            raise Problem(409, "Model not exportable to ONNX", str(exc)) from None
+    return FileResponse(path, media_type="application/octet-stream", filename=f"{run_id}.onnx")

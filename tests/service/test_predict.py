@@ -9,6 +9,8 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+import onnxruntime
 import pytest
 import torch
 from fastapi.testclient import TestClient
@@ -97,6 +99,17 @@ def test_concurrent_requests_share_forward_passes(client: TestClient, digits_run
     assert [a.json()["predictions"][0] for a in answers] == together["predictions"]  # each caller got its own row
     assert single[0]["predictions"][0] == together["predictions"][0]
     assert "trainyard_predict_forward_passes_total" in client.get("/metrics").text
+
+
+def test_onnx_export_predicts_what_the_service_predicts(client: TestClient, digits_run: str) -> None:
+    exported = client.get(f"/v1/runs/{digits_run}/artifacts/onnx")
+    assert exported.status_code == 200 and exported.headers["content-type"] == "application/octet-stream"
+    session = onnxruntime.InferenceSession(exported.content)
+    inputs = digits_inputs(7)  # raw samples: the graph standardizes them itself
+    (probabilities,) = session.run(None, {"inputs": np.asarray(inputs, dtype=np.float32)})
+    served = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": inputs}).json()
+    assert np.allclose(probabilities, served["probabilities"], atol=1e-5)
+    assert client.get(f"/v1/runs/{digits_run}/artifacts/onnx").content == exported.content  # kept, not redone
 
 
 def test_predicts_below_a_root_path(client: TestClient, digits_run: str) -> None:
