@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.data.dataset import Dataset
 from core.engine.callbacks import History
 from core.engine.events import Callback, Event, State
-from core.engine.run import engine_callbacks
+from core.engine.run import engine_callbacks, training_state
 from core.engine.trainer import Trainer
 from core.nn.models import build_model, initialise
 from core.spec.schema import ExperimentSpec
@@ -193,18 +193,7 @@ class TrainyardLoop:
         device = torch.device("cpu")
         model, _ = build_model(spec.model, (FEATURES,), CLASSES)
         load_weights(model, weights)
-        optimizer = spec.optimizer.build(model.parameters(), device)
-        steps_per_epoch = math.ceil(len(data) / spec.data.batch_size)
-        scheduler = spec.schedule.build(optimizer, spec.epochs, steps_per_epoch)
-        self.state = State(
-            spec=spec,
-            model=model,
-            optimizer=optimizer,
-            loss_fn=spec.loss.build(),
-            device=device,
-            steps_per_epoch=steps_per_epoch,
-        )
-        self.state.batch = (data.x[:BATCH], data.y[:BATCH])
+        self.state, scheduler = training_state(spec, model, device, data)
         self.timings = Timings()
         self.history = History()
         callbacks = [EpochTimer(self.timings), self.history, *engine_callbacks(spec)]

@@ -140,13 +140,13 @@ class TrainedModel:
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor) -> dict[str, Any]:
         """Predictions for raw inputs (N, *input_shape): labels or values, and class probabilities."""
-        probabilities = self.outputs(inputs)
+        outputs = self.outputs(inputs)
         if self.spec.task == "regression":
-            return {"predictions": probabilities.tolist()}  # values, not probabilities
-        labels = self.classes or [str(i) for i in range(probabilities.shape[-1])]
+            return {"predictions": outputs.tolist()}
+        labels = self.classes or [str(i) for i in range(outputs.shape[-1])]
         return {
-            "predictions": [labels[i] for i in probabilities.argmax(-1).tolist()],
-            "probabilities": probabilities.tolist(),
+            "predictions": [labels[i] for i in outputs.argmax(-1).tolist()],
+            "probabilities": outputs.tolist(),
         }
 
 

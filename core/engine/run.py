@@ -101,6 +101,26 @@ def engine_callbacks(spec: ExperimentSpec) -> list[Callback]:
     return callbacks
 
 
+def training_state(
+    spec: ExperimentSpec, model: torch.nn.Module, device: torch.device, train: Dataset
+) -> tuple[State, torch.optim.lr_scheduler.LRScheduler]:
+    """The trainer's state for ``model`` (already on ``device``) with the spec's optimizer, loss and
+    schedule, and its learning-rate scheduler; the first batch of ``train`` primes the state."""
+    optimizer = spec.optimizer.build(model.parameters(), device)
+    steps_per_epoch = math.ceil(len(train) / spec.data.batch_size)
+    scheduler = spec.schedule.build(optimizer, spec.epochs, steps_per_epoch)
+    state = State(
+        spec=spec,
+        model=model,
+        optimizer=optimizer,
+        loss_fn=spec.loss.build(),
+        device=device,
+        steps_per_epoch=steps_per_epoch,
+    )
+    state.batch = (train.x[: spec.data.batch_size], train.y[: spec.data.batch_size])
+    return state, scheduler
+
+
 def run_experiment(
     spec: ExperimentSpec,
     *,
@@ -127,18 +147,7 @@ def run_experiment(
     )
     initialise(model, spec.model.init)
     model.to(torch_device)
-    optimizer = spec.optimizer.build(model.parameters(), torch_device)
-    steps_per_epoch = math.ceil(len(splits.train) / spec.data.batch_size)
-    scheduler = spec.schedule.build(optimizer, spec.epochs, steps_per_epoch)
-    state = State(
-        spec=spec,
-        model=model,
-        optimizer=optimizer,
-        loss_fn=spec.loss.build(),
-        device=torch_device,
-        steps_per_epoch=steps_per_epoch,
-    )
-    state.batch = (splits.train.x[: spec.data.batch_size], splits.train.y[: spec.data.batch_size])
+    state, scheduler = training_state(spec, model, torch_device, splits.train)
     history = History()
     generator = torch.Generator(device=torch_device).manual_seed(spec.seed)
     trainer = Trainer(
