@@ -17,17 +17,21 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import Service, tenant_for
-from api.problems import Problem, invalid_request, invalid_spec, problem_response
+from api.problems import Problem, invalid_input, invalid_request, problem_response
 from api.routes.models import succeeded_run
 from api.serving import ServedModel
-from core.spec.errors import SpecInvalid
+from core.errors import SpecInvalid
 
 PATH = "/v1/runs/{run_id}/predict"
 PATH_PATTERN = re.compile(r"/v1/runs/(?P<run_id>[^/]+)/predict")
 
 
 class PredictRequest(BaseModel):
-    inputs: list[Any] = Field(min_length=1, max_length=10_000, description="samples shaped like the training inputs")
+    inputs: list[Any] = Field(
+        min_length=1,
+        max_length=10_000,
+        description="samples shaped like the training inputs, or flat rows of their values in row-major order",
+    )
 
 
 class PredictResponse(BaseModel):
@@ -78,7 +82,9 @@ async def read_body(receive: Receive) -> bytes | None:
 
 async def answer(service: Service, run_id: str, authorization: str | None, body: bytes) -> Response:
     """Predictions for new inputs with the run's stored preprocessing; concurrent requests are
-    batched into one forward pass. Class labels and probabilities for classifiers."""
+    batched into one forward pass. Class labels and probabilities for classifiers. Each input is
+    a sample shaped like the training samples, or a flat row of its values in row-major order
+    (64 numbers for an 8×8 image)."""
     try:
         tenant = await tenant_for(service, authorization)
         try:
@@ -87,11 +93,13 @@ async def answer(service: Service, run_id: str, authorization: str | None, body:
             errors = exc.errors(include_url=False, include_input=False)
             raise invalid_request([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
         served = await served_model(service, run_id, tenant)
-        result = await served.batcher.predict(served.trained.inputs_tensor(request.inputs))
+        try:
+            inputs = served.trained.inputs_tensor(request.inputs)
+        except SpecInvalid as exc:
+            raise invalid_input(exc) from None
+        result = await served.batcher.predict(inputs)
     except Problem as problem:
         return problem_response(problem)
-    except SpecInvalid as exc:
-        return problem_response(invalid_spec(exc))
     return Response(orjson.dumps(result), media_type="application/json")
 
 
@@ -125,7 +133,10 @@ def document(schema: dict[str, Any]) -> dict[str, Any]:
                 "401": {"description": "no valid API key (auth on)"},
                 "404": {"description": "no such run for this tenant"},
                 "409": {"description": "the run has no model: not succeeded, or k-fold"},
-                "422": {"description": "inputs of the wrong shape or type, each error with its JSON pointer"},
+                "422": {
+                    "description": "inputs of the wrong shape or type (problem type /problems/invalid-input), "
+                    "each error with its JSON pointer"
+                },
             },
         }
     }

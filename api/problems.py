@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from core.spec.errors import SpecError, SpecInvalid, pointer
+from core.errors import SpecError, SpecInvalid, pointer
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("trainyard.api")
@@ -51,6 +51,17 @@ def invalid_spec(exc: SpecInvalid) -> Problem:
         f"{len(exc.errors)} problem(s) in the spec",
         exc.errors,
         kind="/problems/invalid-spec",
+    )
+
+
+def invalid_input(exc: SpecInvalid) -> Problem:
+    """A 422 for prediction inputs the model cannot take (each error points into the request body)."""
+    return Problem(
+        422,
+        "Invalid prediction input",
+        f"{len(exc.errors)} problem(s) in the inputs",
+        exc.errors,
+        kind="/problems/invalid-input",
     )
 
 

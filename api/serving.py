@@ -24,7 +24,6 @@ class Batcher:
     def __init__(self, trained: TrainedModel, max_batch: int, max_wait_s: float, passes: Counter) -> None:
         self.trained, self.max_batch, self.max_wait_s = trained, max_batch, max_wait_s
         self.passes = passes
-        self.forward_passes = 0
         self.pending: list[tuple[torch.Tensor, asyncio.Future]] = []
         self.pending_rows = 0
         self.first_arrival = 0.0
@@ -32,7 +31,6 @@ class Batcher:
         self.task: asyncio.Task | None = None
 
     def _forward(self, inputs: torch.Tensor) -> dict[str, Any]:
-        self.forward_passes += 1
         self.passes.inc()
         return self.trained.predict(inputs)
 

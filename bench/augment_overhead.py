@@ -18,8 +18,9 @@ from typing import Any
 import torch
 
 from core.engine.events import Callback, State
+from core.engine.plan import plan_experiment
 from core.engine.run import run_experiment
-from core.spec.validate import parse_spec, plan_experiment
+from core.spec.schema import parse_spec
 
 AUGMENT = [
     {"type": "hflip", "p": 0.5},

@@ -50,8 +50,7 @@ from core.engine.events import Callback, Event, State
 from core.engine.run import engine_callbacks, training_state
 from core.engine.trainer import Trainer
 from core.nn.models import build_model, initialise
-from core.spec.schema import ExperimentSpec
-from core.spec.validate import parse_spec
+from core.spec.schema import ExperimentSpec, parse_spec
 
 FEATURES, CLASSES, HIDDEN, BATCH, LR, SEED = 64, 10, [512, 256], 128, 1e-3, 0
 TINY_HIDDEN = [8]  # compute is negligible: what remains per step is framework and engine cost

@@ -1,4 +1,5 @@
-"""The `trainyard` command line: validate and train specs locally, predict from a run folder."""
+"""The `trainyard` command line: validate and train specs locally, submit them to a service, predict
+from a run folder. Commands import the engine (torch) when they run, so `--help` and `keys` start fast."""
 
 import json
 import os
@@ -8,20 +9,19 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from core.artifacts import MetricsFile, load_trained, save_kfold, save_run
-from core.data.files import data_access
-from core.engine.events import Callback, State
-from core.engine.run import FOLD_METRICS, run_experiment, run_kfold
-from core.spec.errors import SpecError, SpecInvalid
-from core.spec.validate import Plan, parse_spec, plan_experiment, validate_document
+from core.errors import SpecError, SpecInvalid
+
+if TYPE_CHECKING:
+    from core.engine.events import State
 
 app = typer.Typer(
     add_completion=False,
@@ -32,6 +32,8 @@ app = typer.Typer(
 out_console = Console()
 err_console = Console(stderr=True)
 INVALID = 2
+FOLD_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+SHOWN = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")  # per epoch, on the progress bar
 
 
 def _read_json(path: Path) -> Any:
@@ -74,7 +76,10 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Validate a spec: errors with JSON pointers, or the resolved spec and its layer table."""
-    with data_access(data_root=Path.cwd()):  # file sources: under the current folder
+    from core.data.files import data_access
+    from core.engine.plan import validate_document
+
+    with data_access(local_base=spec_path.parent):  # file sources: relative to the spec file
         report = validate_document(_read_json(spec_path))
     if as_json:
         out_console.print_json(json.dumps(report))
@@ -85,40 +90,82 @@ def validate(
     raise typer.Exit(0 if report["valid"] else INVALID)
 
 
-def _progress(*, disable: bool) -> Progress:
-    """The epoch progress display (on stderr, so --json output stays clean)."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=disable,
-    )
+class EpochProgress:
+    """Rich progress bars over epochs, one per training (per fold of a k-fold run), showing the
+    latest per-epoch losses and accuracies rounded; on stderr, so --json output stays clean."""
 
-
-class ProgressBar(Callback):
-    """A rich progress bar over epochs showing the latest losses."""
-
-    def __init__(self, progress: Progress, epochs: int) -> None:
-        self.progress = progress
-        self.task = progress.add_task("training", total=epochs)
-
-    def on_epoch_end(self, state: State) -> None:
-        shown = {
-            k: v for k, v in state.epoch_metrics.items() if k.startswith(("train_", "val_")) and "running" not in k
-        }
-        self.progress.update(
-            self.task, completed=state.epoch, description=" ".join(f"{k} {v:.4f}" for k, v in shown.items())
+    def __init__(self, epochs: int, *, disable: bool) -> None:
+        self.epochs = epochs
+        self.progress = Progress(
+            TextColumn("{task.fields[label]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=err_console,
+            disable=disable,
         )
+        self.tasks: dict[int | None, TaskID] = {}
+
+    def __enter__(self) -> "EpochProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, fold: int | None, epoch: int, metrics: dict[str, float]) -> None:
+        if fold not in self.tasks:
+            label = f"fold {fold}" if fold is not None else "training"
+            self.tasks[fold] = self.progress.add_task("", total=self.epochs, label=label)
+        shown = " ".join(f"{name} {metrics[name]:.4f}" for name in SHOWN if name in metrics)
+        self.progress.update(self.tasks[fold], completed=epoch, description=shown)
 
 
-def _summary_table(summary: dict[str, Any], out: Path) -> Table:
-    table = Table(title=f"run {summary['status']} → {out}", show_header=False)
-    for key, value in summary.items():
-        if value is not None:
-            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+def _progress_callback(progress: EpochProgress) -> Any:
+    """The engine callback that moves ``progress`` at each epoch's end."""
+    from core.engine.events import Callback
+
+    class ProgressBar(Callback):
+        def on_epoch_end(self, state: "State") -> None:
+            progress.update(state.fold, state.epoch, state.epoch_metrics)
+
+    return ProgressBar()
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _summary_table(summary: dict[str, Any], where: str) -> Table:
+    """A run's summary as a table; a k-fold run's as one row per fold and the mean ± std."""
+    if "folds" not in summary:
+        table = Table(title=f"run {summary['status']} → {where}", show_header=False)
+        for key, value in summary.items():
+            if value is not None:
+                table.add_row(key, _cell(value))
+        return table
+    folds, mean, std = summary["folds"], summary["mean"], summary["std"]
+    columns = [name for name in FOLD_METRICS if name in mean]
+    table = Table(title=f"{len(folds)}-fold cross-validation {summary['status']} → {where}")
+    for column in ("fold", "status", "epochs", *columns):
+        table.add_column(column, justify="left" if column == "status" else "right")
+    for fold in folds:
+        values = [_cell(fold[c]) if isinstance(fold.get(c), float) else "-" for c in columns]
+        table.add_row(str(fold["fold"]), fold["status"], str(fold["epochs"]), *values)
+    table.add_row("mean ± std", "", "", *(f"{mean[c]:.4f} ± {std[c]:.4f}" for c in columns))
+    if summary["failure"]:
+        table.caption = f"failed: {summary['failure']}"
     return table
+
+
+def _checkpoint_policy() -> Any:
+    """Checkpoints as the service's workers take them (TRAINYARD_CHECKPOINT_* settings)."""
+    from core.engine.checkpoint import CheckpointPolicy
+    from core.settings import Settings
+
+    settings = Settings()
+    return CheckpointPolicy(settings.checkpoint_every, settings.checkpoint_min_interval_s)
 
 
 @app.command()
@@ -127,11 +174,19 @@ def train(
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/NAME-TIME)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if present)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from the checkpoint in --out (a stopped run)")] = False,
 ) -> None:
     """Train a spec locally, no server: progress bar, summary, weights and metrics in the run folder."""
+    from core.data.files import data_access
+    from core.engine.checkpoint import remove_checkpoint
+    from core.engine.plan import plan_experiment
+    from core.engine.run import train_run
+    from core.run_folder import checkpoint_folder
+    from core.spec.schema import parse_spec
+
     try:
         spec = parse_spec(_read_json(spec_path))
-        with data_access(data_root=Path.cwd()):  # file sources: under the current folder
+        with data_access(local_base=spec_path.parent):  # file sources: relative to the spec file
             plan = plan_experiment(spec)
     except SpecInvalid as exc:
         if as_json:
@@ -139,48 +194,23 @@ def train(
         else:
             _print_errors(exc.errors)
         raise typer.Exit(INVALID) from None
-    folder = out or Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if spec.data.split.kfold:
-        _train_kfold(plan, folder, as_json, device)
-    callbacks: list[Callback] = [MetricsFile(folder)]
-    with _progress(disable=as_json) as progress:
-        callbacks.append(ProgressBar(progress, spec.epochs))
-        result = run_experiment(spec, plan=plan, callbacks=callbacks, device=device)
-    save_run(folder, result)
+    folder = out or Path("runs") / f"{plan.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    with EpochProgress(plan.spec.epochs, disable=as_json) as progress:
+        result = train_run(
+            plan,
+            folder=folder,
+            callbacks=[_progress_callback(progress)],
+            device=device,
+            resume=resume,
+            checkpoints=_checkpoint_policy(),
+        )
+    result.save(folder)
+    remove_checkpoint(checkpoint_folder(folder))
     summary = {**result.summary(), "out": str(folder)}
     if as_json:
         print(json.dumps(summary))
     else:
-        out_console.print(_summary_table(summary, folder))
-    raise typer.Exit(0 if result.status == "succeeded" else 1)
-
-
-def _train_kfold(plan: Plan, folder: Path, as_json: bool, device: str | None) -> None:
-    """k trainings, one per fold: a progress bar per fold, then the per-fold table and mean ± std."""
-    spec = plan.spec
-    with _progress(disable=as_json) as progress:
-
-        def callbacks_for(fold: int) -> list[Callback]:
-            return [MetricsFile(folder / f"fold_{fold}"), ProgressBar(progress, spec.epochs)]
-
-        result = run_kfold(spec, plan=plan, callbacks_for=callbacks_for, device=device)
-    save_kfold(folder, result)
-    summary = {**result.summary(), "out": str(folder)}
-    if as_json:
-        print(json.dumps(summary))
-    else:
-        folds, mean, std = summary["folds"], summary["mean"], summary["std"]
-        columns = [name for name in FOLD_METRICS if name in mean]
-        table = Table(title=f"{len(folds)}-fold cross-validation {summary['status']} → {folder}")
-        for column in ("fold", "status", "epochs", *columns):
-            table.add_column(column, justify="left" if column == "status" else "right")
-        for fold in folds:
-            values = [f"{fold[c]:.4f}" if isinstance(fold.get(c), float) else "-" for c in columns]
-            table.add_row(str(fold["fold"]), fold["status"], str(fold["epochs"]), *values)
-        table.add_row("mean ± std", "", "", *(f"{mean[c]:.4f} ± {std[c]:.4f}" for c in columns))
-        if summary["failure"]:
-            table.caption = f"failed: {summary['failure']}"
-        out_console.print(table)
+        out_console.print(_summary_table(summary, str(folder)))
     raise typer.Exit(0 if result.status == "succeeded" else 1)
 
 
@@ -190,6 +220,8 @@ def predict(
     inputs_path: Annotated[Path, typer.Argument(help='JSON: {"inputs": [...]} or a list of inputs')],
 ) -> None:
     """Offline predictions from a run's artifacts, with the run's stored preprocessing."""
+    from core.artifacts import load_trained
+
     document = _read_json(inputs_path)
     inputs = document["inputs"] if isinstance(document, dict) else document
     with tempfile.TemporaryDirectory() as unpacked:
@@ -258,45 +290,76 @@ def serve(
         worker_process.wait(timeout=30)
 
 
+def _events(client: Any, url: str, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The run's Server-Sent Events as (event, data) until the stream ends."""
+    with client.stream("GET", f"{url}/v1/runs/{run_id}/events", timeout=None) as stream:
+        event = ""
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                yield event, json.loads(line.removeprefix("data: "))
+
+
+def _follow(client: Any, url: str, run: dict[str, Any], *, disable: bool) -> str:
+    """Show a submitted run's progress as `train` shows it; returns its final status."""
+    status, epochs = run["status"], run["spec"]["epochs"]
+    per_epoch: dict[tuple[int | None, int], dict[str, float]] = {}
+    with EpochProgress(epochs, disable=disable) as progress:
+        for event, data in _events(client, url, run["id"]):
+            if event == "status":
+                status = data["status"]
+                if data.get("failure") and not disable:
+                    err_console.print(f"[red]{status}: {data['failure']}[/red]")
+                continue
+            fold_name, _, name = data["name"].rpartition("/")  # "fold2/val_loss" in a k-fold run
+            if name not in (*SHOWN, "lr") or data["value"] is None:
+                continue
+            fold = int(fold_name.removeprefix("fold")) if fold_name.startswith("fold") else None
+            metrics = per_epoch.setdefault((fold, data["epoch"]), {})
+            metrics[name] = data["value"]
+            progress.update(fold, data["epoch"], metrics)
+    return status
+
+
 @app.command()
 def submit(
     spec_path: Annotated[Path, typer.Argument(help="the experiment spec (JSON)")],
     url: Annotated[str, typer.Option(help="the service's base URL")] = "http://127.0.0.1:8000",
-    wait: Annotated[bool, typer.Option(help="follow the run's events until it finishes")] = False,
+    wait: Annotated[bool, typer.Option(help="follow the run's progress until it finishes")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print only the run (with --wait: its summary) as JSON")
+    ] = False,
 ) -> None:
-    """Submit a spec to a running service; with --wait, stream its progress and exit with its outcome."""
+    """Submit a spec to a running service; with --wait, show its progress and summary as `train`
+    does and exit with its outcome (0 succeeded, 1 otherwise)."""
     import httpx
 
-    try:
-        response = httpx.post(f"{url}/v1/runs", json=_read_json(spec_path), timeout=60)
-    except httpx.HTTPError as exc:
-        err_console.print(f"[red]cannot reach {url}: {exc}[/red]")
-        raise typer.Exit(1) from None
-    if response.status_code >= 400:
-        problem = response.json()
-        err_console.print(f"[red]{problem.get('title')}: {problem.get('detail')}[/red]")
-        _print_errors([SpecError(**e) for e in problem.get("errors", [])])
-        raise typer.Exit(INVALID)
-    run = response.json()
-    out_console.print(f"submitted {run['id']} ({run['status']})")
-    if not wait:
-        return
-    final = "queued"
-    with httpx.stream("GET", f"{url}/v1/runs/{run['id']}/events", timeout=None) as events:
-        event = ""
-        for line in events.iter_lines():
-            if line.startswith("event: "):
-                event = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                data = json.loads(line.removeprefix("data: "))
-                if event == "status":
-                    final = data["status"]
-                    err_console.print(f"status: {final}" + (f" ({data['failure']})" if data.get("failure") else ""))
-                elif event == "metric" and data["name"] in ("train_loss", "val_loss", "val_accuracy"):
-                    err_console.print(f"epoch {data['epoch']} {data['name']} {data['value']}")
-    summary = httpx.get(f"{url}/v1/runs/{run['id']}", timeout=30).json()
-    print(json.dumps(summary["summary"] or {"status": final}))
-    raise typer.Exit(0 if final == "succeeded" else 1)
+    with httpx.Client(timeout=60) as client:
+        try:
+            response = client.post(f"{url}/v1/runs", json=_read_json(spec_path))
+        except httpx.HTTPError as exc:
+            err_console.print(f"[red]cannot reach {url}: {exc}[/red]")
+            raise typer.Exit(1) from None
+        if response.status_code >= 400:
+            problem = response.json()
+            err_console.print(f"[red]{problem.get('title')}: {problem.get('detail')}[/red]")
+            _print_errors([SpecError(**e) for e in problem.get("errors", [])])
+            raise typer.Exit(INVALID)
+        run = response.json()
+        if not wait:
+            print(json.dumps(run)) if as_json else out_console.print(f"submitted {run['id']} ({run['status']})")
+            return
+        if not as_json:
+            err_console.print(f"submitted {run['id']}")
+        status = _follow(client, url, run, disable=as_json)
+        finished = client.get(f"{url}/v1/runs/{run['id']}").json()
+    summary = finished["summary"] or {"status": status, "failure": finished["failure"]}
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        out_console.print(_summary_table(summary, f"{url}/v1/runs/{run['id']}"))
+    raise typer.Exit(0 if status == "succeeded" else 1)
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys for TRAINYARD_AUTH=api_key (admin, on the database).")

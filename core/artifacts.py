@@ -1,10 +1,11 @@
-"""A run's folder: weights and fitted preprocessing (safetensors), the resolved spec, metrics
-(JSON lines) and the summary. ``load_trained`` reads it back for predictions; nothing is unpickled."""
+"""A trained model in a run's folder (``core.run_folder`` names the files): ``save_model`` writes
+the weights and fitted preprocessing (safetensors), the resolved spec, what the data looked like
+and the summary; ``load_trained`` reads them back for predictions. Nothing is unpickled."""
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -12,69 +13,48 @@ from safetensors.torch import load_file, save_file
 
 from core.data.preprocess import apply_preprocessing
 from core.data.text import Tokenizer
-from core.engine.events import Callback, State
-from core.engine.run import KFoldResult, RunResult
+from core.errors import SpecError, SpecInvalid
 from core.nn.models import build_model
-from core.spec.errors import SpecError, SpecInvalid
+from core.run_folder import META, PREPROCESSING, SPEC, SUMMARY, TOKENIZER, WEIGHTS
 from core.spec.schema import ExperimentSpec
+from core.task import fit_output
 
-WEIGHTS = "model.safetensors"
-PREPROCESSING = "preprocessing.safetensors"
-SPEC = "spec.json"
-META = "meta.json"
-METRICS = "metrics.jsonl"
-SUMMARY = "summary.json"
-TOKENIZER = "tokenizer.json"
-
-
-class MetricsFile(Callback):
-    """Appends every synced metric point to ``metrics.jsonl`` in the run folder."""
-
-    def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / METRICS
-        self.path.write_text("")
-
-    def on_metrics(self, state: State) -> None:
-        with self.path.open("a") as out:
-            out.writelines(json.dumps(point.as_dict()) + "\n" for point in state.new_points)
+if TYPE_CHECKING:
+    from core.engine.plan import Plan
 
 
 def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
 
 
-def save_run(folder: Path, result: RunResult) -> None:
-    """Write the trained model, its preprocessing, the resolved spec and the summary."""
+def save_model(
+    folder: Path,
+    *,
+    model: torch.nn.Module,
+    fitted_preprocessing: dict[str, torch.Tensor],
+    plan: "Plan",
+    summary: dict[str, Any],
+) -> None:
+    """Write a trained model, its preprocessing, the resolved spec and the summary to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    save_file(_cpu(result.model.state_dict()), folder / WEIGHTS)
-    save_file(_cpu(result.splits.fitted_preprocessing), folder / PREPROCESSING)
-    spec = result.plan.spec
+    save_file(_cpu(model.state_dict()), folder / WEIGHTS)
+    save_file(_cpu(fitted_preprocessing), folder / PREPROCESSING)
+    spec, data = plan.spec, plan.data
     (folder / SPEC).write_text(spec.model_dump_json(indent=2))
-    data = result.plan.data
     meta = {
         "input_shape": list(data.sample_shape),
-        "outputs": result.plan.outputs,
+        "outputs": plan.outputs,
         "classes": data.classes,
         "task": spec.task,
-        "model_input_shape": list(result.plan.input_shape or data.sample_shape),
+        "model_input_shape": list(plan.input_shape or data.sample_shape),
         "kind": data.kind,
-        "vocab_size": result.plan.vocab_size,
+        "vocab_size": plan.vocab_size,
         "data_report": data.report,
     }
     (folder / META).write_text(json.dumps(meta, indent=2))
     if data.tokenizer is not None:
         (folder / TOKENIZER).write_text(data.tokenizer.to_json())
-    (folder / SUMMARY).write_text(json.dumps(result.summary(), indent=2))
-
-
-def save_kfold(folder: Path, result: KFoldResult) -> None:
-    """Each fold's run in ``fold_N/`` and the cross-validation summary (folds, mean, std) at the top."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, fold in enumerate(result.folds, start=1):
-        save_run(folder / f"fold_{i}", fold)
-    (folder / SPEC).write_text(result.plan.spec.model_dump_json(indent=2))
-    (folder / SUMMARY).write_text(json.dumps(result.summary(), indent=2))
+    (folder / SUMMARY).write_text(json.dumps(summary, indent=2))
 
 
 @dataclass
@@ -89,40 +69,47 @@ class TrainedModel:
     tokenizer: Tokenizer | None = None  # text models: raw strings in, token ids to the model
 
     def inputs_tensor(self, inputs: list[Any]) -> torch.Tensor:
-        """Raw inputs (a list of samples; strings for a text model) as a tensor, or SpecInvalid
-        naming the first bad row."""
+        """Raw inputs (a list of samples, each shaped like a training sample or a flat row of its
+        values in row-major order; strings for a text model) as a tensor, or SpecInvalid naming the
+        first bad row."""
+        if len(inputs) == 0:
+            raise SpecInvalid([SpecError("/inputs", "no samples: give at least one")])
         if self.tokenizer is not None:
             for index, row in enumerate(inputs):
                 if not isinstance(row, str):
                     raise SpecInvalid([SpecError(f"/inputs/{index}", "a text model takes strings")])
             return self.tokenizer.encode(list(inputs))
         expected = list(self.input_shape)
+        size = int(np.prod(expected))  # a flat row of this many values is read in row-major order
+
+        def fits(shape: list[int]) -> bool:
+            return shape in (expected, [size]) or (size == 1 and shape == [])
+
         try:  # the common case in one conversion; a failure is looked for row by row
             array = np.asarray(inputs, dtype=np.float32)
         except (TypeError, ValueError):
             array = None
-        if array is not None and (list(array.shape[1:]) == expected or (expected == [1] and array.ndim == 1)):
-            finite = np.isfinite(array.reshape(len(inputs), -1)).all(axis=1)
-            if not finite.all():  # null reads as NaN
-                pointer = f"/inputs/{int(np.argmin(finite))}"
-                raise SpecInvalid([SpecError(pointer, "values must be finite numbers (not null, NaN or inf)")])
-            return torch.from_numpy(array).reshape(len(inputs), *self.input_shape)
-        for index, row in enumerate(inputs):
-            try:
-                shape = list(np.shape(np.asarray(row, dtype=np.float32)))
-            except (TypeError, ValueError):
-                shape = None
-            if shape != expected and not (expected == [1] and shape == []):
-                raise SpecInvalid(
-                    [
-                        SpecError(
-                            f"/inputs/{index}",
-                            f"expected a sample of shape {expected}, "
-                            f"got {shape if shape is not None else 'a non-numeric value'}",
-                        )
-                    ]
-                )
-        raise SpecInvalid([SpecError("/inputs", f"samples of mixed shapes; each must be {expected} (or a number)")])
+        if array is None or not fits(list(array.shape[1:])):
+            rows = []
+            for index, row in enumerate(inputs):
+                try:
+                    sample = np.asarray(row, dtype=np.float32)
+                except (TypeError, ValueError):
+                    sample = None
+                if sample is None or not fits(list(sample.shape)):
+                    flat = f" or a flat row of {size} values" if len(expected) > 1 else ""
+                    got = list(sample.shape) if sample is not None else "a non-numeric value"
+                    raise SpecInvalid(
+                        [SpecError(f"/inputs/{index}", f"expected a sample of shape {expected}{flat}, got {got}")]
+                    )
+                rows.append(sample.reshape(size))
+            array = np.stack(rows)
+        array = array.reshape(len(inputs), size)
+        finite = np.isfinite(array).all(axis=1)
+        if not finite.all():  # null reads as NaN
+            pointer = f"/inputs/{int(np.argmin(finite))}"
+            raise SpecInvalid([SpecError(pointer, "values must be finite numbers (not null, NaN or inf)")])
+        return torch.from_numpy(array).reshape(len(inputs), *self.input_shape)
 
     def outputs(self, inputs: torch.Tensor) -> torch.Tensor:
         """Raw inputs (N, *input_shape) through the stored preprocessing and the model: class
@@ -131,9 +118,9 @@ class TrainedModel:
             inputs = inputs.float()
         output = self.model(apply_preprocessing(self.spec.data.preprocess, self.fitted_preprocessing, inputs))
         if self.spec.task == "regression":
-            return output.squeeze(-1) if output.shape[-1] == 1 else output
+            return fit_output(output)
         if self.spec.task == "binary":
-            positive = torch.sigmoid(output.squeeze(-1))
+            positive = torch.sigmoid(fit_output(output))
             return torch.stack([1 - positive, positive], dim=-1)
         return torch.softmax(output, dim=-1)
 

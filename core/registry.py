@@ -1,10 +1,13 @@
-"""A name → builder registry per kind, in the manner of timm (one place adds an entry)."""
+"""A name → builder registry per kind, in the manner of timm (one place adds an entry), and the
+spec classes every registry holds: the bottom layer, under the registries and the schema."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, Union
+
+from pydantic import BaseModel, ConfigDict, Field
 
 B = TypeVar("B", bound=Callable)
 
@@ -51,3 +54,32 @@ class Registry(Generic[B]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._builders
+
+
+class SpecModel(BaseModel):
+    """Strict spec object: unknown keys are errors (the error names the closest known key)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class TypedSpec(SpecModel):
+    """A spec object chosen by its ``type`` field; subclasses set ``type`` as a Literal."""
+
+    type: str
+    kind: ClassVar[str] = ""
+
+
+class SpecRegistry(Registry[type[TypedSpec]]):
+    """A registry whose entries are spec classes keyed by their ``type`` literal."""
+
+    def add(self, spec_class: type[TypedSpec]) -> type[TypedSpec]:
+        """Class decorator: register ``spec_class`` under the default of its ``type`` field."""
+        name = spec_class.model_fields["type"].default
+        if not isinstance(name, str):
+            raise TypeError(f"{spec_class.__name__}.type needs a string default")
+        return self.register(name)(spec_class)
+
+    def union(self) -> Any:
+        """The pydantic tagged union over every registered class (discriminated on ``type``)."""
+        classes = tuple(self.get(name) for name in self.names())
+        return Annotated[Union[classes], Field(discriminator="type")]

@@ -15,6 +15,7 @@ and for seed 001's logistic regression the probability it gives the point [6, 4]
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,8 +25,9 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from core.data.files import data_access  # noqa: E402
-from core.engine.run import RunResult, run_experiment, run_kfold  # noqa: E402
-from core.spec.validate import parse_spec, validate_document  # noqa: E402
+from core.engine.plan import plan_experiment, validate_document  # noqa: E402
+from core.engine.run import RunResult, run_experiment, train_run  # noqa: E402
+from core.spec.schema import parse_spec  # noqa: E402
 
 
 def layer_index(name: str) -> int:
@@ -87,7 +89,8 @@ def measure(path: Path) -> None:
     started = time.perf_counter()
     name = path.relative_to(ROOT.parent)
     if spec.data.split.kfold:
-        summary = run_kfold(spec, device="cpu").summary()
+        with tempfile.TemporaryDirectory() as folder:
+            summary = train_run(plan_experiment(spec), folder=Path(folder), device="cpu").summary()
         seconds = time.perf_counter() - started
         spread = {k: f"{v:.4f} ± {summary['std'][k]:.4f}" for k, v in summary["mean"].items()}
         print(f"{name}: {summary['status']} in {seconds:.1f}s, {summary['kfold']} folds, mean ± std {spread}")

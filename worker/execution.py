@@ -3,7 +3,6 @@ artifacts to the database and the artifact store. Testable without a queue."""
 
 import logging
 import os
-import shutil
 import socket
 import threading
 import time
@@ -13,14 +12,16 @@ from pathlib import Path
 import torch
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.artifacts import save_run
+from core import run_folder
 from core.data.files import data_access
-from core.engine.checkpoint import Checkpointer, load_checkpoint
+from core.engine.checkpoint import CheckpointPolicy, remove_checkpoint
 from core.engine.events import Callback, State
-from core.engine.run import run_experiment, run_kfold
+from core.engine.plan import plan_experiment
+from core.engine.run import train_run
+from core.errors import SpecInvalid
 from core.settings import Settings
-from core.spec.errors import SpecInvalid
-from core.spec.validate import parse_spec
+from core.spec.schema import parse_spec
+from core.status import RunStatus
 from core.store import runs
 from core.store.datasets import dataset_resolver
 from core.store.db import make_engine, migrate, session_factory
@@ -39,8 +40,7 @@ class WorkerContext:
     lease_s: float
     max_running: int
     max_attempts: int
-    checkpoint_every: int
-    checkpoint_min_interval_s: float
+    checkpoints: CheckpointPolicy
     report_interval_s: float
 
 
@@ -57,24 +57,24 @@ def worker_context(settings: Settings) -> WorkerContext:
         settings.lease_seconds,
         settings.quota_running,
         settings.max_attempts,
-        settings.checkpoint_every,
-        settings.checkpoint_min_interval_s,
+        CheckpointPolicy(settings.checkpoint_every, settings.checkpoint_min_interval_s),
         settings.report_interval_s,
     )
 
 
 class DatabaseReporter(Callback):
     """Stores metric points and progress, and checks for a cancel request, in one transaction at
-    most every ``interval_s`` seconds (and at the end), so short epochs cost no round trip each."""
+    most every ``interval_s`` seconds (and at the end), so short epochs cost no round trip each.
+    A k-fold run's points are named per fold (``fold2/val_loss``)."""
 
-    def __init__(self, sessions: sessionmaker[Session], run_id: str, *, interval_s: float, prefix: str = "") -> None:
+    def __init__(self, sessions: sessionmaker[Session], run_id: str, *, interval_s: float) -> None:
         self.sessions, self.run_id, self.interval_s = sessions, run_id, interval_s
-        self.prefix = prefix  # "fold2/" in k-fold runs
         self.points: list[tuple[int, int, str, float]] = []
         self.last = time.monotonic()
 
     def on_metrics(self, state: State) -> None:
-        self.points += [(p.step, p.epoch, self.prefix + p.name, p.value) for p in state.new_points]
+        prefix = f"fold{state.fold}/" if state.fold is not None else ""
+        self.points += [(p.step, p.epoch, prefix + p.name, p.value) for p in state.new_points]
 
     def on_epoch_end(self, state: State) -> None:
         if time.monotonic() - self.last >= self.interval_s:
@@ -88,7 +88,7 @@ class DatabaseReporter(Callback):
             cancel = runs.report_progress(session=session, run_id=self.run_id, epoch=state.epoch, points=self.points)
         self.points, self.last = [], time.monotonic()
         if cancel:
-            state.stop("cancelled by request", status="cancelled")
+            state.stop("cancelled by request", status=RunStatus.CANCELLED)
 
 
 class Heartbeat:
@@ -115,56 +115,46 @@ class Heartbeat:
         self.thread.join()
 
 
-def execute_run(*, run_id: str, context: WorkerContext) -> str:
+def execute_run(*, run_id: str, context: WorkerContext) -> runs.ClaimOutcome | RunStatus:
     """Train run ``run_id`` if this worker wins the claim, from its last checkpoint when an earlier
-    attempt died. Returns the final status, 'skipped' (not queued any more), 'deferred' (its tenant
-    already has its quota of running runs) or 'queued' (an infrastructure failure: try again)."""
+    attempt died. Returns the final status, or why it did not train: SKIPPED (not queued any
+    more), DEFERRED (its tenant already has its quota of running runs) or REQUEUED (an
+    infrastructure failure: try again)."""
     with context.sessions() as session:
-        if not runs.claim_run(
+        claim = runs.claim_run(
             session=session,
             run_id=run_id,
             worker=context.name,
             lease_s=context.lease_s,
             max_running=context.max_running,
-        ):
-            run = session.get(Run, run_id)
-            if run is not None and run.status == "queued":
-                return "deferred"
-            log.info("run %s is not queued any more; skipping", run_id)
-            return "skipped"
+        )
+        if claim != runs.ClaimOutcome.CLAIMED:
+            if claim == runs.ClaimOutcome.SKIPPED:
+                log.info("run %s is not queued any more; skipping", run_id)
+            return claim
         run = session.get(Run, run_id)
         spec_document, tenant = run.spec, run.tenant
+    folder = context.artifact_dir / run_id
     try:
         with (
             Heartbeat(context, run_id),
             data_access(data_root=context.data_root, resolve_dataset=dataset_resolver(context.sessions, tenant)),
         ):
-            spec = parse_spec(spec_document)
-            if spec.data.split.kfold:
-                folds = run_kfold(
-                    spec,
-                    device=context.device,
-                    callbacks_for=lambda i: [
-                        DatabaseReporter(
-                            context.sessions, run_id, interval_s=context.report_interval_s, prefix=f"fold{i}/"
-                        )
-                    ],
-                )
-                return _finish(context, run_id, folds.status, folds.summary(), folds.failure, None)
-            checkpoints = context.artifact_dir / run_id / "checkpoint"
-            resume_from = load_checkpoint(checkpoints)
-            if resume_from is not None:
-                log.info("run %s resumes after epoch %d", run_id, resume_from["epoch"])
-            callbacks = [
-                DatabaseReporter(context.sessions, run_id, interval_s=context.report_interval_s),
-                Checkpointer(checkpoints, context.checkpoint_every, context.checkpoint_min_interval_s),
-            ]
-            result = run_experiment(spec, callbacks=callbacks, device=context.device, resume_from=resume_from)
+            plan = plan_experiment(parse_spec(spec_document))
+            reporter = DatabaseReporter(context.sessions, run_id, interval_s=context.report_interval_s)
+            result = train_run(
+                plan,
+                folder=folder,
+                callbacks=[reporter],
+                device=context.device,
+                resume=True,  # a later attempt continues from the checkpoint of the one that died
+                checkpoints=context.checkpoints,
+            )
     except SpecInvalid as exc:
-        return _finish(context, run_id, "failed", None, f"invalid spec: {exc}", None)
+        return _finish(context, run_id, RunStatus.FAILED, None, f"invalid spec: {exc}", None)
     except Exception as exc:
         log.exception("run %s crashed", run_id)
-        return _finish(context, run_id, "failed", None, f"{type(exc).__name__}: {exc}", None)
+        return _finish(context, run_id, RunStatus.FAILED, None, f"{type(exc).__name__}: {exc}", None)
     if result.retryable:
         with context.sessions() as session:
             return runs.requeue(
@@ -174,18 +164,25 @@ def execute_run(*, run_id: str, context: WorkerContext) -> str:
                 reason=result.failure or "",
                 max_attempts=context.max_attempts,
             )
-    folder = context.artifact_dir / run_id
-    save_run(folder, result)
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    result.save(folder)
     with context.sessions() as session:
-        for path in sorted(folder.iterdir()):
-            runs.add_artifact(session=session, run_id=run_id, kind=path.name, uri=str(path), size=path.stat().st_size)
-    return _finish(context, run_id, result.status, result.summary(), result.failure, result.stop_reason)
+        for path in run_folder.stored_files(folder):
+            kind = str(path.relative_to(folder))
+            runs.add_artifact(session=session, run_id=run_id, kind=kind, uri=str(path), size=path.stat().st_size)
+    summary = result.summary()
+    status = _finish(context, run_id, result.status, summary, result.failure, summary.get("stop_reason"))
+    remove_checkpoint(run_folder.checkpoint_folder(folder))
+    return status
 
 
 def _finish(
-    context: WorkerContext, run_id: str, status: str, summary: dict | None, failure: str | None, stop_reason: str | None
-) -> str:
+    context: WorkerContext,
+    run_id: str,
+    status: RunStatus,
+    summary: dict | None,
+    failure: str | None,
+    stop_reason: str | None,
+) -> RunStatus:
     with context.sessions() as session:
         runs.finish_run(
             session=session, run_id=run_id, status=status, summary=summary, failure=failure, stop_reason=stop_reason

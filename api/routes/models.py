@@ -8,8 +8,10 @@ from fastapi.responses import FileResponse, Response
 
 from api.deps import Service, ServiceDep, TenantDep
 from api.problems import Problem
+from core import run_folder
 from core.artifacts import load_trained
 from core.export import ExportUnsupported, export_onnx
+from core.status import RunStatus
 from core.store.runs import get_run
 
 router = APIRouter(prefix="/v1/runs", tags=["models"])
@@ -21,9 +23,9 @@ def succeeded_run(service: Service, run_id: str, tenant: str) -> None:
         run = get_run(session=session, run_id=run_id, tenant=tenant)
         if run is None:
             raise Problem(404, "Run not found", f"no run {run_id!r}")
-        if run.status != "succeeded":
+        if run.status != RunStatus.SUCCEEDED:
             raise Problem(409, "Run has no model", f"run {run_id} is {run.status}; only succeeded runs predict")
-        if not (service.settings.artifact_dir / run_id / "model.safetensors").is_file():
+        if not run_folder.has_model(service.settings.artifact_dir / run_id):
             raise Problem(409, "Run has no model", f"run {run_id} stored no single model (a k-fold run reports folds)")
 
 
@@ -35,9 +37,9 @@ def model_artifact(run_id: str, service: ServiceDep, tenant: TenantDep) -> Respo
     folder = service.settings.artifact_dir / run_id
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.iterdir()):
-            if path.is_file() and path.name != "metrics.jsonl" and path.suffix != ".partial":
-                archive.write(path, path.name)
+        for name in run_folder.ARCHIVE:
+            if (folder / name).is_file():
+                archive.write(folder / name, name)
     return Response(
         buffer.getvalue(),
         media_type="application/zip",
@@ -56,7 +58,7 @@ def onnx_artifact(run_id: str, service: ServiceDep, tenant: TenantDep) -> FileRe
     `probabilities` [N, classes] (in the order of the archive's `meta.json`) or `values`.
     409 when the model cannot be exported (a text model's tokenizer, an operator ONNX lacks)."""
     succeeded_run(service, run_id, tenant)
-    path = service.settings.artifact_dir / run_id / "model.onnx"
+    path = service.settings.artifact_dir / run_id / run_folder.ONNX
     if not path.is_file():
         try:
             export_onnx(load_trained(path.parent), path)

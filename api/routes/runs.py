@@ -1,6 +1,5 @@
 """Runs: submit, list, read, metrics, live events, cancel."""
 
-import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -8,17 +7,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy.exc import IntegrityError
 
 from api.deps import ServiceDep, SessionDep, TenantDep, data_access_for
 from api.problems import Problem
 from api.schemas import RunList, RunMetrics, RunPublic, Series, finite
 from api.sweeper import send
-from core.settings import Settings
-from core.spec.errors import SpecError, SpecInvalid
-from core.spec.validate import Plan, parse_spec, plan_experiment
-from core.store import runs
-from core.store.models import RUN_STATUSES, Run
+from core.engine.plan import Plan, plan_experiment
+from core.spec.schema import parse_spec
+from core.status import RunStatus
+from core.store import runs, submit
+from core.store.models import Run
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 SpecDocument = Annotated[dict[str, Any], Body(description="an experiment spec; see GET /v1/specs/schema")]
@@ -42,72 +40,34 @@ def submit_run(
 ) -> RunPublic:
     """Validate the spec against its data and the tenant's limits, store it and queue it: 202 with
     the queued run. A repeated Idempotency-Key returns the original run."""
-    request_hash = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
-    scoped_key = f"{tenant}:{idempotency_key}" if idempotency_key else None
-    if scoped_key:
-        earlier = runs.run_by_idempotency_key(session=session, key=scoped_key)
-        if earlier is not None:
-            return _repeat(earlier, request_hash)
-    with data_access_for(service, tenant):
-        plan = plan_experiment(parse_spec(document))
-    check_limits(plan, service.settings)
-    if runs.count_active(session=session, tenant=tenant, status="queued") >= service.settings.quota_queued:
-        raise Problem(429, "Quota exceeded", f"{service.settings.quota_queued} runs are already queued for you")
+
+    def plan(spec: dict[str, Any]) -> Plan:
+        with data_access_for(service, tenant):
+            return plan_experiment(parse_spec(spec))
+
     try:
-        run = runs.create_run(
+        submission = submit.submit_run(
             session=session,
             tenant=tenant,
-            spec=plan.spec.model_dump(mode="json"),
-            name=plan.spec.name,
-            idempotency_key=scoped_key,
-            request_hash=request_hash,
+            document=document,
+            plan=plan,
+            settings=service.settings,
+            idempotency_key=idempotency_key,
         )
-        session.commit()
-    except IntegrityError:  # the same key raced in from another request
-        session.rollback()
-        return _repeat(runs.run_by_idempotency_key(session=session, key=scoped_key or ""), request_hash)
-    send(service.queue, service.settings, service.sessions, [run.id])  # if the broker is down, the sweeper retries
-    return RunPublic.of(run)
-
-
-def check_limits(plan: Plan, settings: Settings) -> None:
-    """The service's size limits: model parameters and epochs × samples."""
-    if plan.params > settings.max_params:
-        raise SpecInvalid(
-            [
-                SpecError(
-                    "/model",
-                    f"the model has {plan.params:,} parameters "
-                    f"(~{plan.params * 4 / 2**30:.1f} GiB of weights); the limit is "
-                    f"{settings.max_params:,}",
-                    "use fewer or narrower layers",
-                )
-            ]
-        )
-    work = plan.spec.epochs * len(plan.data)
-    if work > settings.max_epoch_samples:
-        raise SpecInvalid(
-            [
-                SpecError(
-                    "/epochs",
-                    f"epochs × samples = {work:,} exceeds the limit {settings.max_epoch_samples:,}",
-                    "train fewer epochs",
-                )
-            ]
-        )
-
-
-def _repeat(run: Run | None, request_hash: str) -> RunPublic:
-    if run is None or run.request_hash != request_hash:
-        raise Problem(409, "Idempotency-Key reused", "this Idempotency-Key was used with a different request body")
-    return RunPublic.of(run)
+    except submit.IdempotencyConflict as exc:
+        raise Problem(409, "Idempotency-Key reused", str(exc)) from None
+    except submit.QuotaExceeded as exc:
+        raise Problem(429, "Quota exceeded", str(exc)) from None
+    if submission.created:  # if the broker is down, the sweeper sends it later
+        send(service.queue, service.settings, service.sessions, [submission.run.id])
+    return RunPublic.of(submission.run)
 
 
 @router.get("", response_model=RunList)
 def list_runs(
     session: SessionDep,
     tenant: TenantDep,
-    status: Annotated[str | None, Query(pattern="^(" + "|".join(RUN_STATUSES) + ")$")] = None,
+    status: Annotated[str | None, Query(pattern="^(" + "|".join(RunStatus) + ")$")] = None,
     name: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
@@ -144,7 +104,7 @@ def read_metrics(
 def cancel(run_id: str, session: SessionDep, tenant: TenantDep) -> RunPublic:
     """Stop a queued run at once or a running one within an epoch; 409 if it already finished."""
     run = get_run_or_404(session, run_id, tenant)
-    if runs.is_terminal(run.status):
+    if RunStatus(run.status).terminal:
         raise Problem(409, "Run already finished", f"run {run_id} is {run.status}")
     runs.cancel_run(session=session, run_id=run_id)
     session.refresh(run)
@@ -187,7 +147,7 @@ def events(
             if run.status != seen_status:
                 seen_status = run.status
                 yield _sse("status", {"status": run.status, "epoch": run.epoch, "failure": run.failure})
-            if runs.is_terminal(run.status) and not rows:
+            if RunStatus(run.status).terminal and not rows:
                 return
             time.sleep(poll)
 

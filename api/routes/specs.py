@@ -5,9 +5,10 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import ServiceDep, TenantDep, data_access_for
-from api.routes.runs import SpecDocument, check_limits
-from core.spec.schema import ExperimentSpec
-from core.spec.validate import parse_spec, plan_experiment
+from api.routes.runs import SpecDocument
+from core.engine.plan import plan_experiment
+from core.spec.schema import ExperimentSpec, parse_spec
+from core.store.submit import check_limits
 
 router = APIRouter(prefix="/v1/specs", tags=["specs"])
 

@@ -3,7 +3,8 @@ augmented with probability ``p``. Validation and test data are never augmented.
 
 Images are (N, C, H, W) batches, series (N, steps, features), text (N, steps) token ids
 left-padded with 0. Rotation, scaling and elastic distortion use kornia.augmentation; the rest
-are batched torch ops (no per-sample Python loop)."""
+are batched torch ops (no per-sample Python loop). The trainer calls ``apply(x, y)``: only
+mixup, which mixes samples, changes the targets too."""
 
 import importlib.util
 import math
@@ -11,11 +12,12 @@ from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from core.data.dataset import DataKind, Dataset
 from core.data.text import PAD_ID
-from core.spec.base import SpecRegistry, TypedSpec
+from core.registry import SpecRegistry, TypedSpec
 
 AUGMENTATIONS = SpecRegistry("augmentation")
 
@@ -44,6 +46,10 @@ class AugmentSpec(TypedSpec):
             return self.augment(x)
         chosen = torch.rand(x.shape[0], device=x.device) < self.p
         return torch.where(chosen.view(-1, *([1] * (x.dim() - 1))), self.augment(x), x)
+
+    def apply(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The augmented batch and its targets (what the trainer calls); the targets pass unchanged."""
+        return self(x), y
 
 
 @AUGMENTATIONS.add
@@ -105,6 +111,80 @@ class Cutout(AugmentSpec):
             inside = square if inside is None else inside | square
         assert inside is not None
         return x.masked_fill(inside.unsqueeze(1), 0.0)
+
+
+@AUGMENTATIONS.add
+class ColorJitter(AugmentSpec):
+    """Random contrast and brightness per image: contrast scales the image about its mean by a factor
+    in [1 − contrast, 1 + contrast], brightness adds a shift in [−brightness, brightness] (kornia's
+    ColorJitter strengths: factors 1 ± s), in the data's units (standard deviations after
+    ``standardize``).
+
+    Batched torch ops, not kornia's ColorJitter: kornia clamps to [0, 1] and scales contrast about 0,
+    both wrong for standardized images. The two commute (a shift moves the mean along with it)."""
+
+    type: Literal["color_jitter"] = "color_jitter"
+    brightness: float = Field(0.2, ge=0.0, le=10.0)
+    contrast: float = Field(0.2, ge=0.0, le=1.0)
+    kinds: ClassVar = ("image",)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> "ColorJitter":
+        if self.brightness == 0.0 and self.contrast == 0.0:
+            raise PydanticCustomError(
+                "spec_rule", "brightness and contrast are both 0: nothing would change", {"hint": "set one above 0"}
+            )
+        return self
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        per_image = (x.shape[0],) + (1,) * (x.dim() - 1)
+        if self.contrast:
+            mean = x.mean(dim=tuple(range(1, x.dim())), keepdim=True)
+            factor = 1.0 + self.contrast * (2.0 * torch.rand(per_image, device=x.device) - 1.0)
+            x = mean + factor * (x - mean)
+        if self.brightness:
+            x = x + self.brightness * (2.0 * torch.rand(per_image, device=x.device) - 1.0)
+        return x
+
+
+@AUGMENTATIONS.add
+class Mixup(AugmentSpec):
+    """Mix each batch with a shuffled copy of itself (Zhang et al.): x' = λx + (1 − λ)x[perm] and the
+    targets alike, with one λ ~ Beta(alpha, alpha) per batch; class indices become mixed one-hot
+    probabilities, binary and regression targets mixed values. A sample left unmixed (probability
+    1 − p) keeps λ = 1. Drawn on the device (no host sync)."""
+
+    type: Literal["mixup"] = "mixup"
+    p: float = Field(1.0, ge=0.0, le=1.0)
+    alpha: float = Field(0.2, gt=0.0)
+    kinds: ClassVar = ("image", "tabular", "sequence")
+    _classes: int | None = PrivateAttr(None)
+
+    def prepare(self, data: Dataset) -> None:
+        self._classes = None if data.y.is_floating_point() else len(data.classes or [])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        raise TypeError("mixup mixes the targets too: call apply(x, y)")
+
+    def apply(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.p == 0.0:
+            return x, y
+        if not y.is_floating_point():
+            if not self._classes:
+                raise RuntimeError("mixup needs the classes of class-index targets (call prepare first)")
+            y = F.one_hot(y, self._classes).to(x.dtype)
+        n = x.shape[0]
+        concentration = torch.full((), self.alpha, device=x.device)
+        weight = torch.distributions.Beta(concentration, concentration, validate_args=False).sample()
+        weight = torch.where(torch.rand(n, device=x.device) < self.p, weight, 1.0)
+        order = torch.randperm(n, device=x.device)
+        return mix(x, weight, order), mix(y, weight, order)
+
+
+def mix(t: torch.Tensor, weight: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """weight · t + (1 − weight) · t[order], one weight per sample."""
+    w = weight.view(-1, *([1] * (t.dim() - 1))).to(t.dtype)
+    return w * t + (1.0 - w) * t[order]
 
 
 @AUGMENTATIONS.add

@@ -1,9 +1,12 @@
-"""The in-memory data set every source produces, and its splits."""
+"""The in-memory data set every source produces, its splits, and targets as the task needs them."""
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import torch
+
+from core.errors import SpecError, SpecInvalid
 
 if TYPE_CHECKING:
     from core.data.text import Tokenizer
@@ -61,3 +64,41 @@ class Splits:
             self.test.to(device) if self.test is not None else None,
             self.fitted_preprocessing,
         )
+
+
+def targets_for_task(y: np.ndarray, task: str, at: str) -> tuple[torch.Tensor, list[str] | None]:
+    """Targets as the task needs them: class indices (classification), 0/1 floats (binary), floats."""
+    if task == "regression":
+        try:
+            return torch.as_tensor(np.asarray(y, dtype=np.float32)), None
+        except (TypeError, ValueError):
+            raise SpecInvalid([SpecError(at, "regression targets must be numbers")]) from None
+    if y.ndim != 1:
+        raise SpecInvalid([SpecError(at, f"{task} targets must be one label per sample")])
+    if y.dtype.kind == "f" and not np.all(np.equal(np.mod(y, 1), 0)):
+        raise SpecInvalid(
+            [
+                SpecError(
+                    at,
+                    f"{task} targets must be class labels, not fractional values",
+                    "use task 'regression' for continuous targets",
+                )
+            ]
+        )
+    classes, index = np.unique(y, return_inverse=True)
+    names = [str(c.item() if hasattr(c, "item") else c) for c in classes]
+    if task == "binary":
+        if len(classes) != 2:
+            raise SpecInvalid(
+                [
+                    SpecError(
+                        at,
+                        f"task 'binary' needs exactly 2 classes; the data has {len(classes)}",
+                        "use task 'classification' with cross_entropy",
+                    )
+                ]
+            )
+        return torch.as_tensor(index, dtype=torch.float32), names
+    if len(classes) < 2:
+        raise SpecInvalid([SpecError(at, "classification needs at least 2 classes in the data")])
+    return torch.as_tensor(index, dtype=torch.int64), names

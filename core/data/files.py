@@ -6,8 +6,16 @@ rows (a different number of fields than the header) fail by default, naming the 
 they are skipped (like pandas' ``on_bad_lines="skip"``) or cut to the header's width (like
 ``usecols=range(N)``). NPZ files are read with ``allow_pickle=False``.
 
-File sources read only inside a data root, and only when one is allowed: ``data_access`` sets it
-(and the resolver of uploaded ``dataset`` ids) for the code run inside it."""
+Where ``file`` sources read from is set by ``data_access`` for the code run inside it, in one of
+two modes (with none, file sources are refused):
+
+- ``local_base`` (the CLI): the local user reads any file they can; a relative path is read from
+  ``local_base``, the spec file's folder (as docker compose reads paths next to its file);
+- ``data_root`` (the service, ``Settings.data_root`` / ``TRAINYARD_DATA_ROOT``): only files inside
+  that folder; relative paths start there, and ``..``, absolute paths and symlinks that leave it
+  are refused with an error naming the folder and the setting.
+
+``data_access`` also sets the resolver of uploaded ``dataset`` ids."""
 
 from __future__ import annotations
 
@@ -25,9 +33,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from core.data.dataset import DataKind, Dataset
+from core.data.dataset import DataKind, Dataset, targets_for_task
+from core.errors import SpecError, SpecInvalid
 from core.registry import close_matches
-from core.spec.errors import SpecError, SpecInvalid
 
 FileFormat = Literal["csv", "npz"]
 BadRows = Literal["error", "skip", "truncate"]
@@ -40,14 +48,21 @@ MAX_FILE_BYTES = 1 << 30
 
 @dataclass(frozen=True)
 class DataAccess:
-    """What data sources may read: files under ``data_root`` (None: file sources are refused) and
-    uploaded data sets through ``resolve_dataset`` (id → path; raises KeyError for an unknown id)."""
+    """What data sources may read: any readable file, relative paths from ``local_base`` (the local
+    user's mode), or only files under ``data_root`` (the service's); neither: file sources are
+    refused. Uploaded data sets through ``resolve_dataset`` (id → path; KeyError for an unknown id)."""
 
     data_root: Path | None = None
     resolve_dataset: Callable[[str], Path] | None = None
+    local_base: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.data_root is not None and self.local_base is not None:
+            raise ValueError("data_access takes a data_root (the service) or a local_base (local reads), not both")
 
 
 _ACCESS: ContextVar[DataAccess | None] = ContextVar("trainyard_data_access", default=None)
+ROOT_SETTING = "TRAINYARD_DATA_ROOT"
 
 
 def current_access() -> DataAccess:
@@ -57,10 +72,18 @@ def current_access() -> DataAccess:
 
 @contextmanager
 def data_access(
-    *, data_root: Path | str | None = None, resolve_dataset: Callable[[str], Path] | None = None
+    *,
+    data_root: Path | str | None = None,
+    local_base: Path | str | None = None,
+    resolve_dataset: Callable[[str], Path] | None = None,
 ) -> Iterator[DataAccess]:
-    """Allow file sources under ``data_root`` and uploaded data sets via ``resolve_dataset`` inside the block."""
-    access = DataAccess(Path(data_root) if data_root is not None else None, resolve_dataset)
+    """Inside the block, allow file sources under ``data_root`` (the service) or any readable file
+    with relative paths from ``local_base`` (local use), and uploaded data sets via ``resolve_dataset``."""
+    access = DataAccess(
+        Path(data_root).resolve() if data_root is not None else None,
+        resolve_dataset,
+        Path(local_base).resolve() if local_base is not None else None,
+    )
     token = _ACCESS.set(access)
     try:
         yield access
@@ -68,30 +91,48 @@ def data_access(
         _ACCESS.reset(token)
 
 
-def allow_data_root(data_root: Path | str) -> None:
-    """Allow file sources under ``data_root`` for the rest of this context (the CLI: the current folder)."""
-    _ACCESS.set(DataAccess(Path(data_root), current_access().resolve_dataset))
-
-
-def resolve_in_root(path: str, root: Path | None, at: str) -> Path:
-    """``path`` (relative to ``root``, or absolute inside it) as an existing file, or SpecInvalid at ``at``."""
+def resolve_file(path: str, access: DataAccess, at: str) -> Path:
+    """The existing file a ``file`` source names, as ``access`` allows it, or SpecInvalid at ``at``."""
+    if access.local_base is not None:
+        full = (access.local_base / Path(path).expanduser()).resolve()
+        if not full.is_file():
+            raise SpecInvalid(
+                [
+                    SpecError(
+                        at,
+                        f"no file {str(full)!r}",
+                        f"a relative path is read from the spec file's folder, {access.local_base}",
+                    )
+                ]
+            )
+        return full
+    root = access.data_root
     if root is None:
         raise SpecInvalid(
             [
                 SpecError(
                     at,
-                    "file sources are not allowed here (no data root is configured)",
-                    'upload the file (POST /v1/datasets) and use {"type": "dataset", "id": ...}',
+                    f"file sources are not allowed here (no data root is configured: {ROOT_SETTING} is unset)",
+                    f"set {ROOT_SETTING} to the folder the service may read files from, or upload the file "
+                    '(POST /v1/datasets) and use {"type": "dataset", "id": ...}',
                 )
             ]
         )
-    base = root.resolve()
-    candidate = Path(path)
-    full = (candidate if candidate.is_absolute() else base / candidate).resolve()
-    if not full.is_relative_to(base):
-        raise SpecInvalid([SpecError(at, f"{path!r} is outside the data folder", "use a path inside the data folder")])
+    full = (root / path).resolve()
+    if not full.is_relative_to(root):
+        raise SpecInvalid(
+            [
+                SpecError(
+                    at,
+                    f"{path!r} is outside the data folder {root}",
+                    f"use a path inside {root} (relative paths start there); {ROOT_SETTING} sets that folder",
+                )
+            ]
+        )
     if not full.is_file():
-        raise SpecInvalid([SpecError(at, f"no file {path!r} in the data folder")])
+        raise SpecInvalid(
+            [SpecError(at, f"no file {path!r} in the data folder", f"relative paths start at {ROOT_SETTING}")]
+        )
     return full
 
 
@@ -398,8 +439,6 @@ def load_table(
     ``target`` is a column (CSV; default the last) or an array (NPZ; default ``y``); ``features``
     default to every other column (CSV) or the array ``x``. Errors point at ``at`` (the source)
     and ``file_at`` (where the file is named, e.g. ``/data/source/path``)."""
-    from core.data.sources import targets_for_task
-
     file_at = file_at or at
     raw = _read_bytes(source, file_at)
     fmt = format or sniff_format(raw, source.name if isinstance(source, Path) else None)

@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from core.spec.base import SpecRegistry, TypedSpec
+from core.registry import SpecRegistry, TypedSpec
 
 PREPROCESSORS = SpecRegistry("preprocess")
 State = dict[str, torch.Tensor]
@@ -144,13 +144,6 @@ class ZCAWhiten(PreprocessSpec):
 
     def transform(self, x: torch.Tensor, state: State) -> torch.Tensor:
         return ((x.reshape(x.shape[0], -1) - state["mean"]) @ state["whitening"]).reshape(x.shape)
-
-
-def output_shape(steps: list[PreprocessSpec], shape: Shape) -> Shape:
-    """The sample shape after every step."""
-    for step in steps:
-        shape = step.output_shape(shape)
-    return shape
 
 
 def fit_preprocessing(steps: list[PreprocessSpec], x: torch.Tensor) -> State:

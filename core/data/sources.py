@@ -1,8 +1,9 @@
 """Data sources: scikit-learn's bundled sets, synthetic generators, inline arrays, CSV / NPZ files
-under an allowed data root and uploaded data sets. Nothing is downloaded: every built-in set ships
-inside a package or is generated."""
+(where ``core.data.files.data_access`` allows) and uploaded data sets. Nothing is downloaded:
+every built-in set ships inside a package or is generated."""
 
 import codecs
+import inspect
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -11,53 +12,47 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from core.data.dataset import DataKind, Dataset
-from core.data.files import BadRows, FileFormat, current_access, load_table, resolve_in_root
+from core.data.dataset import DataKind, Dataset, targets_for_task
+from core.data.files import BadRows, FileFormat, current_access, load_table, resolve_file
 from core.data.text import toy_text
-from core.registry import Registry
-from core.spec.base import SpecRegistry, TypedSpec
-from core.spec.errors import SpecError, SpecInvalid
+from core.errors import SpecError, SpecInvalid
+from core.registry import Registry, SpecRegistry, TypedSpec
 
 SOURCES = SpecRegistry("data source")
-# A built-in set returns (x, y, kind); text sets return a list of strings as x.
+# A built-in set's loader returns (x, y, kind); text sets return a list of strings as x. A bundled
+# set's loader takes no arguments; a generator's keyword arguments are the spec parameters it takes,
+# their defaults the spec's defaults, besides the run's ``seed`` and ``task`` (see ``set_parameters``).
 BUILTIN_SETS: Registry[Callable[..., tuple[Any, np.ndarray, DataKind]]] = Registry("built-in data set")
+RUN_ARGUMENTS = ("seed", "task")
 
 
-@BUILTIN_SETS.register("digits")
-def _digits(**_: object) -> tuple[np.ndarray, np.ndarray, DataKind]:
-    """8×8 handwritten digits (1797 images, 10 classes), as (1, 8, 8) images."""
-    from sklearn.datasets import load_digits
-
-    x, y = load_digits(return_X_y=True)
-    return x.reshape(-1, 1, 8, 8), y, "image"
-
-
-@BUILTIN_SETS.register("digits_flat")
-def _digits_flat(**_: object) -> tuple[np.ndarray, np.ndarray, DataKind]:
-    """The same 8×8 digits as flat vectors of 64 features."""
-    from sklearn.datasets import load_digits
-
-    x, y = load_digits(return_X_y=True)
-    return x, y, "tabular"
-
-
-def _sklearn_table(loader_name: str) -> Callable[..., tuple[np.ndarray, np.ndarray, DataKind]]:
-    def load(**_: object) -> tuple[np.ndarray, np.ndarray, DataKind]:
+def _bundled(loader_name: str, image_shape: tuple[int, ...] | None = None) -> Callable[[], Any]:
+    def load() -> tuple[np.ndarray, np.ndarray, DataKind]:
         import sklearn.datasets
 
         x, y = getattr(sklearn.datasets, loader_name)(return_X_y=True)
+        if image_shape is not None:
+            return x.reshape(-1, *image_shape), y, "image"
         return x, y, "tabular"
 
-    load.__doc__ = f"scikit-learn's {loader_name.removeprefix('load_')} table"
     return load
 
 
-for _name in ("iris", "wine", "breast_cancer", "diabetes"):
-    BUILTIN_SETS.register(_name)(_sklearn_table(f"load_{_name}"))
+# scikit-learn's bundled sets: the 8×8 digits (1797, 10 classes) as 1×8×8 images or 64 features, and tables
+BUNDLED: dict[str, Callable[[], Any]] = {
+    "digits": _bundled("load_digits", (1, 8, 8)),
+    "digits_flat": _bundled("load_digits"),
+    "iris": _bundled("load_iris"),
+    "wine": _bundled("load_wine"),
+    "breast_cancer": _bundled("load_breast_cancer"),
+    "diabetes": _bundled("load_diabetes"),
+}
+for _name, _loader in BUNDLED.items():
+    BUILTIN_SETS.register(_name)(_loader)
 
 
 @BUILTIN_SETS.register("moons")
-def _moons(*, n_samples: int, noise: float, seed: int, **_: object) -> tuple[np.ndarray, np.ndarray, DataKind]:
+def _moons(*, seed: int, n_samples: int = 1000, noise: float = 0.1) -> tuple[np.ndarray, np.ndarray, DataKind]:
     """Two interleaving half circles (2 classes)."""
     from sklearn.datasets import make_moons
 
@@ -67,7 +62,7 @@ def _moons(*, n_samples: int, noise: float, seed: int, **_: object) -> tuple[np.
 
 @BUILTIN_SETS.register("spirals")
 def _spirals(
-    *, n_samples: int, noise: float, seed: int, classes: int, **_: object
+    *, seed: int, n_samples: int = 1000, noise: float = 0.1, classes: int = 3
 ) -> tuple[np.ndarray, np.ndarray, DataKind]:
     """``classes`` interleaved spiral arms in 2-D (not linearly separable)."""
     rng = np.random.default_rng(seed)
@@ -81,11 +76,21 @@ def _spirals(
 
 @BUILTIN_SETS.register("sine_series")
 def _sine_series(
-    *, n_samples: int, noise: float, seed: int, length: int, classes: int, task: str = "regression", **_: object
+    *, seed: int, task: str, n_samples: int = 1000, noise: float = 0.1, length: int = 32, classes: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, DataKind]:
     """Windows of noisy sine waves of random frequency and phase, shape (length, 1). For regression
     the target is the next value (forecasting); for classification it is the frequency band
-    (``classes`` equal bands of 0.05-0.25 cycles per step; 2 for a binary task)."""
+    (``classes`` equal bands of 0.05-0.25 cycles per step, default 3; a binary task has 2)."""
+    if classes is not None and task != "classification":
+        raise SpecInvalid(
+            [
+                SpecError(
+                    "/data/source/classes",
+                    f"sine_series takes 'classes' (frequency bands) for task 'classification' only, not {task!r}",
+                    "remove 'classes'" + (" (a binary task has 2 bands)" if task == "binary" else ""),
+                )
+            ]
+        )
     rng = np.random.default_rng(seed)
     t = np.arange(length + 1)
     freq = rng.uniform(0.05, 0.25, (n_samples, 1))
@@ -93,17 +98,54 @@ def _sine_series(
     wave = np.sin(2 * np.pi * freq * t + phase) + rng.normal(0.0, noise, (n_samples, length + 1))
     if task == "regression":
         return wave[:, :length, None], wave[:, length], "sequence"
-    bands = 2 if task == "binary" else classes
+    bands = 2 if task == "binary" else classes or 3
     band = np.minimum(((freq[:, 0] - 0.05) / 0.2 * bands).astype(np.int64), bands - 1)
     return wave[:, :length, None], band, "sequence"
 
 
 @BUILTIN_SETS.register("toy_text")
-def _toy_text(*, n_samples: int, noise: float, seed: int, **_: object) -> tuple[list[str], np.ndarray, DataKind]:
+def _toy_text(
+    *, seed: int, n_samples: int = 1000, noise: float = 0.1, length: int = 32
+) -> tuple[list[str], np.ndarray, DataKind]:
     """Short generated movie reviews of 1-3 sentences; 2 classes (0 negative, 1 positive);
-    ``noise`` is the fraction of flipped labels."""
+    ``noise`` is the fraction of flipped labels; ``length``, the most tokens kept, applies when the
+    texts are encoded (``core.engine.plan``)."""
     texts, labels = toy_text(n_samples, seed, noise)
     return texts, labels, "text"
+
+
+def set_parameters(name: str) -> dict[str, Any]:
+    """The spec parameters built-in set ``name`` takes, with their defaults: ``n_samples`` for a
+    bundled set (a subset's size; None: the whole set), a generator's keyword arguments otherwise."""
+    if name in BUNDLED:
+        return {"n_samples": None}
+    parameters = inspect.signature(BUILTIN_SETS.get(name)).parameters.values()
+    return {p.name: p.default for p in parameters if p.name not in RUN_ARGUMENTS}
+
+
+def _subset(y: np.ndarray, n_samples: int, seed: int, name: str) -> np.ndarray:
+    """Sorted row indices of a seeded subset of ``n_samples`` rows, stratified on integer class
+    labels: each class gets its share rounded down or up (largest remainders), so within ±1."""
+    if n_samples > len(y):
+        raise SpecInvalid(
+            [
+                SpecError(
+                    "/data/source/n_samples",
+                    f"{name!r} has {len(y)} samples; n_samples {n_samples} asks for more",
+                    f"use at most {len(y)}, or leave n_samples out for the whole set",
+                )
+            ]
+        )
+    rng = np.random.default_rng(seed)
+    if y.dtype.kind not in "iu":  # regression targets: a plain random subset
+        return np.sort(rng.choice(len(y), n_samples, replace=False))
+    labels, counts = np.unique(y, return_counts=True)
+    share = counts * n_samples / len(y)
+    take = np.floor(share).astype(np.int64)
+    remainder = share - take
+    take[np.lexsort((rng.random(len(labels)), -remainder))[: n_samples - take.sum()]] += 1
+    rows = [rng.choice(np.flatnonzero(y == label), k, replace=False) for label, k in zip(labels, take, strict=True)]
+    return np.sort(np.concatenate(rows))
 
 
 class SourceSpec(TypedSpec):
@@ -111,48 +153,13 @@ class SourceSpec(TypedSpec):
         raise NotImplementedError
 
 
-def targets_for_task(y: np.ndarray, task: str, at: str) -> tuple[torch.Tensor, list[str] | None]:
-    """Targets as the task needs them: class indices (classification), 0/1 floats (binary), floats."""
-    if task == "regression":
-        try:
-            return torch.as_tensor(np.asarray(y, dtype=np.float32)), None
-        except (TypeError, ValueError):
-            raise SpecInvalid([SpecError(at, "regression targets must be numbers")]) from None
-    if y.ndim != 1:
-        raise SpecInvalid([SpecError(at, f"{task} targets must be one label per sample")])
-    if y.dtype.kind == "f" and not np.all(np.equal(np.mod(y, 1), 0)):
-        raise SpecInvalid(
-            [
-                SpecError(
-                    at,
-                    f"{task} targets must be class labels, not fractional values",
-                    "use task 'regression' for continuous targets",
-                )
-            ]
-        )
-    classes, index = np.unique(y, return_inverse=True)
-    names = [str(c.item() if hasattr(c, "item") else c) for c in classes]
-    if task == "binary":
-        if len(classes) != 2:
-            raise SpecInvalid(
-                [
-                    SpecError(
-                        at,
-                        f"task 'binary' needs exactly 2 classes; the data has {len(classes)}",
-                        "use task 'classification' with cross_entropy",
-                    )
-                ]
-            )
-        return torch.as_tensor(index, dtype=torch.float32), names
-    if len(classes) < 2:
-        raise SpecInvalid([SpecError(at, "classification needs at least 2 classes in the data")])
-    return torch.as_tensor(index, dtype=torch.int64), names
-
-
 @SOURCES.add
 class Builtin(SourceSpec):
-    """A bundled or generated set: digits (1×8×8 images), digits_flat (64 features), iris, wine,
-    breast_cancer, diabetes, moons, spirals, sine_series, toy_text."""
+    """A bundled set: digits (1×8×8 images), digits_flat (64 features), iris, wine, breast_cancer,
+    diabetes, where ``n_samples`` draws a seeded subset (stratified for the classification sets); or
+    a generator with its own parameters: moons (n_samples, noise), spirals (n_samples, noise,
+    classes), sine_series (n_samples, noise, length, classes), toy_text (n_samples, noise, length).
+    A parameter the named set does not take is an error."""
 
     type: Literal["builtin"] = "builtin"
     name: Literal[
@@ -167,15 +174,52 @@ class Builtin(SourceSpec):
         "sine_series",
         "toy_text",
     ]
-    n_samples: int = Field(1000, ge=10, le=1_000_000, description="generated sets only")
-    noise: float = Field(0.1, ge=0.0, description="generated sets only (toy_text: fraction of flipped labels)")
-    length: int = Field(32, ge=2, le=10_000, description="sine_series: steps per window; toy_text: most tokens kept")
-    classes: int = Field(3, ge=2, le=20, description="spirals: number of arms; sine_series: frequency bands")
+    n_samples: int | None = Field(
+        None, ge=10, le=1_000_000, description="generators: how many (1000); bundled sets: a subset (the whole set)"
+    )
+    noise: float | None = Field(None, ge=0.0, description="generators (0.1); toy_text: fraction of flipped labels")
+    length: int | None = Field(
+        None, ge=2, le=10_000, description="sine_series: steps per window; toy_text: most tokens kept (32)"
+    )
+    classes: int | None = Field(
+        None, ge=2, le=20, description="spirals: number of arms; sine_series: frequency bands (3)"
+    )
+
+    @model_validator(mode="after")
+    def _parameters_of_the_set(self) -> "Builtin":
+        """Refuse a parameter the named set does not take; fill in the defaults of those it takes."""
+        takes = set_parameters(self.name)
+        for key in ("n_samples", "noise", "length", "classes"):
+            if getattr(self, key) is None:
+                if takes.get(key) is not None:
+                    setattr(self, key, takes[key])
+            elif key not in takes:
+                others = [name for name in BUILTIN_SETS.names() if key in set_parameters(name)]
+                raise PydanticCustomError(
+                    "spec_rule",
+                    "'{key}' does not apply to the {what} '{name}', which takes {takes}",
+                    {
+                        "key": key,
+                        "what": "bundled set" if self.name in BUNDLED else "generator",
+                        "name": self.name,
+                        "takes": ", ".join(takes) + (" (a subset)" if self.name in BUNDLED else ""),
+                        "path": ["data", "source", key],
+                        "hint": f"remove '{key}'; the sets that take it: " + ", ".join(others),
+                    },
+                )
+        return self
 
     def load(self, *, task: str, seed: int) -> Dataset:
-        x, y, kind = BUILTIN_SETS.get(self.name)(
-            n_samples=self.n_samples, noise=self.noise, seed=seed, length=self.length, classes=self.classes, task=task
-        )
+        build = BUILTIN_SETS.get(self.name)
+        if self.name in BUNDLED:
+            x, y, kind = build()
+            if self.n_samples is not None:
+                rows = _subset(y, self.n_samples, seed, self.name)
+                x, y = x[rows], y[rows]
+        else:
+            accepted = inspect.signature(build).parameters
+            run = {key: value for key, value in {"seed": seed, "task": task}.items() if key in accepted}
+            x, y, kind = build(**run, **{key: getattr(self, key) for key in set_parameters(self.name)})
         targets, classes = targets_for_task(y, task, "/data/source/name")
         if kind == "text":
             return Dataset(torch.zeros((len(x), 0), dtype=torch.int64), targets, kind, classes, texts=list(x))
@@ -270,14 +314,15 @@ class TableOptions(SourceSpec):
 
 @SOURCES.add
 class File(TableOptions):
-    """A local CSV or NPZ file, read only under the allowed data root (the CLI: the current folder)."""
+    """A local CSV or NPZ file: the CLI reads any path, a relative one from the spec file's folder; the
+    service reads only under its data root (``TRAINYARD_DATA_ROOT``)."""
 
     type: Literal["file"] = "file"
     path: str = Field(min_length=1, max_length=1000)
     format: FileFormat | None = Field(None, description="default: from the file name's suffix")
 
     def load(self, *, task: str, seed: int) -> Dataset:
-        path = resolve_in_root(self.path, current_access().data_root, "/data/source/path")
+        path = resolve_file(self.path, current_access(), "/data/source/path")
         return self.read(path, task=task, format=self.format, file_at="/data/source/path")
 
 

@@ -3,14 +3,13 @@
 import warnings
 
 import numpy as np
-import torch
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from core.data.dataset import Dataset
-from core.spec.base import SpecModel
-from core.spec.errors import SpecError, SpecInvalid
+from core.errors import SpecError, SpecInvalid
+from core.registry import SpecModel
 
 
 class SplitSpec(SpecModel):
@@ -119,15 +118,3 @@ def kfold_indices(
             ]
         ) from None
     return folds, test
-
-
-def split_dataset(
-    data: Dataset, split: SplitSpec, *, seed: int, classify: bool
-) -> tuple[Dataset, Dataset | None, Dataset | None]:
-    """Split into train / validation / test; stratified on the labels when asked and classifying."""
-    train, validation, test = split_indices(data, split, seed=seed, classify=classify)
-
-    def part(ix: np.ndarray) -> Dataset | None:
-        return data.subset(torch.as_tensor(ix)) if len(ix) else None
-
-    return data.subset(torch.as_tensor(train)), part(validation), part(test)

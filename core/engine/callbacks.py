@@ -1,13 +1,16 @@
-"""Callbacks the engine ships: metric history and early stopping."""
+"""Callbacks the engine ships: metric history, the metrics file, early stopping, the time limit."""
 
 import copy
+import json
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from core.engine.events import Callback, MetricPoint, State
+from core.status import RunStatus
 
 
 class History(Callback):
@@ -21,6 +24,24 @@ class History(Callback):
 
     def series(self, name: str) -> list[float]:
         return [p.value for p in self.points if p.name == name]
+
+
+class MetricsFile(Callback):
+    """Appends every synced metric point to a JSON-lines file. A resumed training keeps the points
+    of the epochs its checkpoint covers (``keep_through_epoch``) and drops the rest, which it repeats."""
+
+    def __init__(self, path: Path, *, keep_through_epoch: int | None = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = ""
+        if keep_through_epoch is not None and path.is_file():
+            lines = path.read_text().splitlines(keepends=True)
+            kept = "".join(line for line in lines if json.loads(line)["epoch"] <= keep_through_epoch)
+        path.write_text(kept)
+        self.path = path
+
+    def on_metrics(self, state: State) -> None:
+        with self.path.open("a") as out:
+            out.writelines(json.dumps(point.as_dict()) + "\n" for point in state.new_points)
 
 
 class EarlyStopping(Callback):
@@ -55,7 +76,7 @@ class EarlyStopping(Callback):
             )
 
     def on_fit_end(self, state: State) -> None:
-        if self.restore_best and self.best_weights is not None and state.status != "failed":
+        if self.restore_best and self.best_weights is not None and state.status != RunStatus.FAILED:
             state.model.load_state_dict(self.best_weights)
 
     def state_dict(self) -> dict[str, Any]:
@@ -84,5 +105,6 @@ class TimeLimit(Callback):
     def on_step_end(self, state: State) -> None:
         if time.monotonic() > self.deadline:
             state.stop(
-                f"time limit: stopped after {self.seconds:g} s (max_runtime_s) at epoch {state.epoch}", status="failed"
+                f"time limit: stopped after {self.seconds:g} s (max_runtime_s) at epoch {state.epoch}",
+                status=RunStatus.FAILED,
             )

@@ -6,6 +6,7 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,15 @@ from safetensors.torch import load_file, save_file
 from core.engine.events import Callback, State
 
 TENSORS, TREE = "tensors.safetensors", "state.json"
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """When a training saves a checkpoint: every ``every_n_epochs`` epochs, but not twice within
+    ``min_interval_s`` seconds (short epochs would spend their time writing checkpoints)."""
+
+    every_n_epochs: int = 1
+    min_interval_s: float = 10.0
 
 
 def flatten(tree: Any, tensors: dict[str, torch.Tensor], path: str = "t") -> Any:
@@ -70,6 +80,12 @@ def load_checkpoint(folder: Path) -> dict[str, Any] | None:
         if (candidate / TREE).is_file() and (candidate / TENSORS).is_file():
             return unflatten(json.loads((candidate / TREE).read_text()), load_file(candidate / TENSORS))
     return None
+
+
+def remove_checkpoint(folder: Path) -> None:
+    """Delete the checkpoint in ``folder`` (and any half-replaced copy of it)."""
+    for candidate in (folder, folder.with_name(folder.name + ".old"), folder.with_name(folder.name + ".partial")):
+        shutil.rmtree(candidate, ignore_errors=True)
 
 
 class Checkpointer(Callback):

@@ -10,6 +10,7 @@ from torch import nn
 from core.engine.events import Callback, State
 from core.engine.trainer import weight_tensors
 from core.nn.activations import ACTIVATIONS
+from core.task import fit_output
 
 SATURATION_MARGIN = 0.02  # within 2% of the output range from an asymptote counts as saturated
 
@@ -68,9 +69,7 @@ class Diagnostics(Callback):
         state.model.eval()
         with torch.no_grad():
             output = state.model(x)
-            state.record(
-                "init_loss", state.loss_fn(output.squeeze(-1) if y.dim() == 1 and output.shape[-1] == 1 else output, y)
-            )
+            state.record("init_loss", state.loss_fn(fit_output(output, y.dim()), y))
         if state.spec.task == "classification":
             state.record("init_loss_expected", math.log(output.shape[-1]))
         elif state.spec.task == "binary":

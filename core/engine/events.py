@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from core.status import RunStatus
+
 if TYPE_CHECKING:
     from core.spec.schema import ExperimentSpec
 
@@ -53,7 +55,8 @@ class State:
     batch: tuple[torch.Tensor, torch.Tensor] | None = None
     epoch_metrics: dict[str, float] = field(default_factory=dict)
     stop_reason: str | None = None
-    status: str = "running"
+    status: RunStatus = RunStatus.RUNNING
+    fold: int | None = None  # the 1-based fold of a k-fold run's training
     pending: list[tuple[int, int, str, torch.Tensor | float]] = field(default_factory=list)
     snapshot: Callable[[], dict[str, Any]] | None = None  # the trainer's, for checkpoints
     new_points: list[MetricPoint] = field(default_factory=list)
@@ -62,7 +65,7 @@ class State:
         """Queue a metric; device tensors stay on the device until the next sync."""
         self.pending.append((self.step if step is None else step, self.epoch, name, value))
 
-    def stop(self, reason: str, status: str = "succeeded") -> None:
+    def stop(self, reason: str, status: RunStatus = RunStatus.SUCCEEDED) -> None:
         """Ask the loop to stop after the current step (early stopping, cancellation, divergence)."""
         if self.stop_reason is None:
             self.stop_reason, self.status = reason, status
@@ -72,13 +75,38 @@ class State:
         return self.stop_reason is not None
 
 
+HOOKS = frozenset(f"on_{event.value}" for event in Event)
+
+
 class Callback:
-    """Subscribes to events by defining ``on_<event>`` methods (``on_epoch_end(state)``, ...)."""
+    """Subscribes to events by overriding ``on_<event>`` methods (``on_epoch_end(state)``, ...);
+    every hook is declared here as a no-op, and a subclass defining an ``on_`` method that names no
+    event is a TypeError at class creation, so a misspelt hook cannot pass silently."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        unknown = sorted(name for name in vars(cls) if name.startswith("on_") and name not in HOOKS)
+        if unknown:
+            names = ", ".join(unknown)
+            raise TypeError(f"{cls.__name__} defines {names}, which no event fires; hooks: {sorted(HOOKS)}")
 
     def run_event(self, event: Event, state: State) -> None:
-        handler = getattr(self, f"on_{event.value}", None)
-        if handler is not None:
-            handler(state)
+        getattr(self, f"on_{event.value}")(state)
+
+    def handles(self, event: Event) -> bool:
+        """Whether this callback does anything on ``event`` (the loop skips the no-ops)."""
+        cls, hook = type(self), f"on_{event.value}"
+        return cls.run_event is not Callback.run_event or getattr(cls, hook) is not getattr(Callback, hook)
+
+    def on_fit_start(self, state: State) -> None: ...
+    def on_epoch_start(self, state: State) -> None: ...
+    def on_batch_start(self, state: State) -> None: ...
+    def on_after_backward(self, state: State) -> None: ...
+    def on_step_end(self, state: State) -> None: ...
+    def on_metrics(self, state: State) -> None: ...
+    def on_validation_end(self, state: State) -> None: ...
+    def on_epoch_end(self, state: State) -> None: ...
+    def on_fit_end(self, state: State) -> None: ...
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -1,24 +1,35 @@
-"""One training run from a validated spec: plan, split, preprocess, build, train, test."""
+"""The one way to run a run: ``train_run`` takes a planned spec (the spec and its data), callbacks,
+a device, a run folder to write into and whether to resume from the checkpoints in it, and
+returns a result that knows its status and summary and saves itself. The CLI, the worker and
+sweep trials all call it. A k-fold spec trains once per fold through it, each fold in its own
+folder with its own checkpoints. ``run_experiment`` is one training (split, preprocess, build,
+train, test) that it is made of."""
 
+import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from core import run_folder
+from core.artifacts import save_model
 from core.data.dataset import Dataset, Splits
 from core.data.preprocess import apply_preprocessing, fit_preprocessing
 from core.data.split import kfold_indices, split_indices
-from core.engine.callbacks import EarlyStopping, History, TimeLimit
+from core.engine.callbacks import EarlyStopping, History, MetricsFile, TimeLimit
+from core.engine.checkpoint import Checkpointer, CheckpointPolicy, load_checkpoint, remove_checkpoint
 from core.engine.diagnostics import Diagnostics
 from core.engine.events import Callback, State
+from core.engine.plan import Plan, plan_experiment
 from core.engine.trainer import Trainer
 from core.nn.models import build_model, initialise
 from core.spec.schema import ExperimentSpec
-from core.spec.validate import Plan, plan_experiment
+from core.status import RunStatus
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -30,7 +41,9 @@ def pick_device(requested: str | None = None) -> torch.device:
 
 @dataclass
 class RunResult:
-    status: str  # succeeded | failed | cancelled
+    """One training's outcome: its status and metrics, the trained model and what it was trained on."""
+
+    status: RunStatus
     failure: str | None
     stop_reason: str | None
     epochs: int
@@ -57,6 +70,16 @@ class RunResult:
             "seconds": round(self.seconds, 3),
             **final,
         }
+
+    def save(self, folder: Path) -> None:
+        """Write the trained model, its preprocessing, the resolved spec and the summary."""
+        save_model(
+            folder,
+            model=self.model,
+            fitted_preprocessing=self.splits.fitted_preprocessing,
+            plan=self.plan,
+            summary=self.summary(),
+        )
 
 
 def prepare_splits(
@@ -130,13 +153,15 @@ def run_experiment(
     sync_every: int = 50,
     splits: Splits | None = None,
     resume_from: dict[str, Any] | None = None,
+    fold: int | None = None,
 ) -> RunResult:
     """Train ``spec``; reports through ``callbacks``. Raises SpecInvalid before training starts
     if the spec does not fit its data; a run that fails while training returns status 'failed'.
     ``splits`` (prepared, e.g. one k-fold fold) replaces the spec's own split; ``resume_from`` is a
-    trainer snapshot (a checkpoint) to continue from."""
+    trainer snapshot (a checkpoint) to continue from; ``fold`` (1-based) is seen by callbacks as
+    ``state.fold``."""
     if splits is None and spec.data.split.kfold:
-        raise ValueError("a k-fold spec trains once per fold: use run_kfold")
+        raise ValueError("a k-fold spec trains once per fold: use train_run")
     started = time.perf_counter()
     plan = plan or plan_experiment(spec)
     torch_device = pick_device(device)
@@ -148,6 +173,7 @@ def run_experiment(
     initialise(model, spec.model.init)
     model.to(torch_device)
     state, scheduler = training_state(spec, model, torch_device, splits.train)
+    state.fold = fold
     history = History()
     generator = torch.Generator(device=torch_device).manual_seed(spec.seed)
     trainer = Trainer(
@@ -163,24 +189,24 @@ def run_experiment(
     try:
         trainer.fit(splits.train, splits.validation, epochs=spec.epochs)
     except torch.OutOfMemoryError as exc:
-        state.stop(f"out of memory on {torch_device}: {exc}".splitlines()[0], status="failed")
+        state.stop(f"out of memory on {torch_device}: {exc}".splitlines()[0], status=RunStatus.FAILED)
         retryable = True  # an infrastructure failure: another attempt (another device) may succeed
-    if state.status == "failed":
+    if state.status == RunStatus.FAILED:
         failure = state.stop_reason
-    elif state.status == "running":
-        state.status = "succeeded"
+    elif state.status == RunStatus.RUNNING:
+        state.status = RunStatus.SUCCEEDED
     final = dict(state.epoch_metrics)  # the last epoch's; with early stopping, also the best epoch's
     for callback in trainer.callbacks:
         if isinstance(callback, EarlyStopping) and callback.best_epoch:
             final.update({"best_epoch": callback.best_epoch, f"best_{callback.monitor}": callback.best})
-    if state.status == "succeeded" and splits.test is not None:
+    if state.status == RunStatus.SUCCEEDED and splits.test is not None:
         trainer.evaluate(splits.test, "test")
         synced = trainer.sync()
         final.update({name: synced[name] for name in ("test_loss", "test_accuracy") if name in synced})
     return RunResult(
         status=state.status,
         failure=failure,
-        stop_reason=state.stop_reason if state.status != "failed" else None,
+        stop_reason=state.stop_reason if state.status != RunStatus.FAILED else None,
         epochs=state.epoch,
         steps=state.step,
         params=plan.params,
@@ -194,32 +220,29 @@ def run_experiment(
     )
 
 
+DEFAULT_CHECKPOINTS = CheckpointPolicy()
 FOLD_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 
 
 @dataclass
 class KFoldResult:
-    """k trainings, one per fold: each fold's run, its row indices, and the held-out test rows."""
+    """k trainings, one per fold: each fold's summary (its model is saved in its own folder as the
+    fold ends), its row indices, and the held-out test rows."""
 
-    status: str
+    status: RunStatus
     failure: str | None
-    folds: list[RunResult]
+    folds: list[dict[str, Any]]  # each fold's summary, with "fold", "validation_samples", "test_samples"
     fold_indices: list[tuple[np.ndarray, np.ndarray]]  # (train, validation) rows of each fold
     test_indices: np.ndarray
     plan: Plan
     seconds: float
-
-    def fold_summaries(self) -> list[dict[str, Any]]:
-        return [
-            {"fold": i + 1, "validation_samples": len(held), **result.summary()}
-            for i, (result, (_, held)) in enumerate(zip(self.folds, self.fold_indices, strict=True))
-        ]
+    retryable: bool = False  # a fold failed for a reason another attempt may not meet
 
     def aggregate(self) -> tuple[dict[str, float], dict[str, float]]:
         """Mean and standard deviation (population, as numpy's) of each metric over the folds."""
         mean, std = {}, {}
         for name in FOLD_METRICS:
-            values = [r.final[name] for r in self.folds if name in r.final and math.isfinite(r.final[name])]
+            values = [fold[name] for fold in self.folds if isinstance(fold.get(name), float)]
             if values and len(values) == len(self.folds):
                 mean[name], std[name] = float(np.mean(values)), float(np.std(values))
         return mean, std
@@ -232,36 +255,98 @@ class KFoldResult:
             "kfold": len(self.folds),
             "params": self.plan.params,
             "seconds": round(self.seconds, 3),
-            "folds": self.fold_summaries(),
+            "folds": self.folds,
             "mean": mean,
             "std": std,
         }
 
+    def save(self, folder: Path) -> None:
+        """The resolved spec and the cross-validation summary at the top (the folds saved themselves)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / run_folder.SPEC).write_text(self.plan.spec.model_dump_json(indent=2))
+        (folder / run_folder.SUMMARY).write_text(json.dumps(self.summary(), indent=2))
 
-def run_kfold(
-    spec: ExperimentSpec,
+
+def train_run(
+    plan: Plan,
     *,
-    callbacks_for: Callable[[int], Sequence[Callback]] | None = None,
+    folder: Path,
+    callbacks: Sequence[Callback] = (),
     device: str | None = None,
-    plan: Plan | None = None,
+    resume: bool = False,
+    checkpoints: CheckpointPolicy = DEFAULT_CHECKPOINTS,
     sync_every: int = 50,
+) -> RunResult | KFoldResult:
+    """Run ``plan`` in ``folder``: metrics to ``metrics.jsonl`` and checkpoints as they come,
+    reporting through ``callbacks`` (shared by the folds of a k-fold run: ``state.fold`` tells
+    them apart). With ``resume``, continue from the checkpoint the folder holds (a k-fold run
+    also skips the folds it already finished). The caller saves the result."""
+    if plan.spec.data.split.kfold:
+        return _train_kfold(plan, folder, callbacks, device, resume, checkpoints, sync_every)
+    return _train_in(plan, folder, callbacks, device, resume, checkpoints, sync_every)
+
+
+def _train_in(
+    plan: Plan,
+    folder: Path,
+    callbacks: Sequence[Callback],
+    device: str | None,
+    resume: bool,
+    checkpoints: CheckpointPolicy,
+    sync_every: int,
+    splits: Splits | None = None,
+    fold: int | None = None,
+) -> RunResult:
+    """One training whose metrics and checkpoints go to ``folder``."""
+    checkpoint = run_folder.checkpoint_folder(folder)
+    resume_from = load_checkpoint(checkpoint) if resume else None
+    own = [
+        MetricsFile(folder / run_folder.METRICS, keep_through_epoch=resume_from["epoch"] if resume_from else None),
+        Checkpointer(checkpoint, checkpoints.every_n_epochs, checkpoints.min_interval_s),
+    ]
+    return run_experiment(
+        plan.spec,
+        plan=plan,
+        callbacks=[*own, *callbacks],
+        device=device,
+        sync_every=sync_every,
+        splits=splits,
+        resume_from=resume_from,
+        fold=fold,
+    )
+
+
+def _train_kfold(
+    plan: Plan,
+    folder: Path,
+    callbacks: Sequence[Callback],
+    device: str | None,
+    resume: bool,
+    checkpoints: CheckpointPolicy,
+    sync_every: int,
 ) -> KFoldResult:
     """k-fold cross-validation (``data.split.kfold``): one training per fold, each validated on
-    its fold; the test split (if any) is held out of every fold. ``callbacks_for(i)`` gives the
-    callbacks of fold i (1-based). Stops at the first fold that does not succeed."""
+    its fold and saved in its own folder as it ends; the test split (if any) is held out of every
+    fold. Stops at the first fold that does not succeed."""
     started = time.perf_counter()
-    plan = plan or plan_experiment(spec)
+    spec = plan.spec
     indices, test = kfold_indices(plan.data, spec.data.split, seed=spec.seed, classify=spec.task != "regression")
-    results: list[RunResult] = []
-    status, failure = "succeeded", None
+    folds: list[dict[str, Any]] = []
+    status, failure, retryable = RunStatus.SUCCEEDED, None, False
     for i, (train, held) in enumerate(indices, start=1):
-        splits = prepare_splits(spec, plan.data, (train, held, test))  # preprocessing fitted on this fold's rows
-        callbacks = callbacks_for(i) if callbacks_for is not None else ()
-        result = run_experiment(
-            spec, callbacks=callbacks, device=device, plan=plan, sync_every=sync_every, splits=splits
-        )
-        results.append(result)
-        if result.status != "succeeded":
-            status, failure = result.status, f"fold {i}: {result.failure or result.stop_reason}"
+        fold_folder = run_folder.fold_folder(folder, i)
+        summary = run_folder.finished_summary(fold_folder) if resume else None
+        if summary is None:
+            splits = prepare_splits(spec, plan.data, (train, held, test))  # preprocessing fitted on this fold's rows
+            result = _train_in(plan, fold_folder, callbacks, device, resume, checkpoints, sync_every, splits, i)
+            if result.status == RunStatus.SUCCEEDED:
+                result.save(fold_folder)
+                remove_checkpoint(run_folder.checkpoint_folder(fold_folder))
+            summary, retryable = result.summary(), result.retryable
+        folds.append({"fold": i, "validation_samples": len(held), "test_samples": len(test), **summary})
+        if summary["status"] != RunStatus.SUCCEEDED:
+            status, failure = RunStatus(summary["status"]), f"fold {i}: {summary['failure'] or summary['stop_reason']}"
             break
-    return KFoldResult(status, failure, results, indices[: len(results)], test, plan, time.perf_counter() - started)
+    return KFoldResult(
+        status, failure, folds, indices[: len(folds)], test, plan, time.perf_counter() - started, retryable
+    )

@@ -9,6 +9,8 @@ import torch
 
 from core.data.dataset import Dataset
 from core.engine.events import Callback, Event, MetricPoint, State
+from core.status import RunStatus
+from core.task import fit_output
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
 
@@ -32,6 +34,7 @@ class Trainer:
         self.generator = generator
         state.snapshot = self.snapshot
         self.callbacks = list(callbacks)
+        self.handlers = {event: [cb for cb in self.callbacks if cb.handles(event)] for event in Event}
         self.scheduler = scheduler
         self.plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         self.sync_every = sync_every
@@ -42,7 +45,7 @@ class Trainer:
         self.penalised = [p for _, p in weight_tensors(state.model)]
 
     def fire(self, event: Event) -> None:
-        for callback in self.callbacks:
+        for callback in self.handlers[event]:
             callback.run_event(event, self.state)
 
     def sync(self) -> dict[str, float]:
@@ -70,12 +73,12 @@ class Trainer:
         return total
 
     def correct(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Right answers in a batch; a mixed target (mixup) counts as its dominant class."""
         if output.shape[-1] == 1 and target.dim() == 1:
-            return ((output.squeeze(-1) > 0).to(target.dtype) == target).sum()
+            return ((fit_output(output) > 0) == (target > 0.5)).sum()
+        if target.dim() == 2:  # class probabilities
+            target = target.argmax(-1)
         return (output.argmax(-1) == target).sum()
-
-    def _fit_output(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return output.squeeze(-1) if output.shape[-1] == 1 and target.dim() == 1 else output
 
     @torch.no_grad()
     def evaluate(self, data: Dataset, prefix: str) -> None:
@@ -88,7 +91,7 @@ class Trainer:
         for start in range(0, len(data), chunk):
             x, y = data.x[start : start + chunk], data.y[start : start + chunk]
             output = state.model(x)
-            loss_sum += state.loss_fn(self._fit_output(output, y), y) * len(x)
+            loss_sum += state.loss_fn(fit_output(output, y.dim()), y) * len(x)
             if self.classify:
                 correct += self.correct(output, y)
         state.record(f"{prefix}_loss", loss_sum / len(data))
@@ -107,11 +110,11 @@ class Trainer:
             index = order[start : start + batch_size]
             x, y = train.x[index], train.y[index]
             for augmentation in self.augment:
-                x = augmentation(x)
+                x, y = augmentation.apply(x, y)
             state.batch = (x, y)
             self.fire(Event.BATCH_START)
             output = model(x)
-            loss = loss_fn(self._fit_output(output, y), y)
+            loss = loss_fn(fit_output(output, y.dim()), y)
             optimizer.zero_grad(set_to_none=True)
             (loss + self.penalty() if self.l1 or self.l2 else loss).backward()
             self.fire(Event.AFTER_BACKWARD)
@@ -140,7 +143,7 @@ class Trainer:
                 self.state.stop(
                     f"diverged: the training loss became {value} by step {self.state.step} "
                     f"(epoch {self.state.epoch}, lr {lr:.3g}); lower the learning rate or check the data",
-                    status="failed",
+                    status=RunStatus.FAILED,
                 )
 
     def snapshot(self) -> dict[str, Any]:

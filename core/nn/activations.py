@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from core.spec.base import SpecRegistry, TypedSpec
+from core.registry import SpecRegistry, TypedSpec
 
 ACTIVATIONS = SpecRegistry("activation")
 
@@ -134,7 +134,3 @@ class Maxout(ActivationSpec):
 
     def build(self, dim: int = -1) -> nn.Module:
         return MaxoutUnit(self.pieces, dim)
-
-
-def create_activation(spec: ActivationSpec) -> nn.Module:
-    return spec.build()

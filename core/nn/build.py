@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from core.errors import SpecError, SpecInvalid
 from core.nn.activations import ActivationSpec
 from core.nn.layers import LayerShapeError, LayerSpec, Shape
-from core.spec.errors import SpecError, SpecInvalid
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils import parametrize
 
-from core.spec.base import SpecRegistry, TypedSpec
+from core.registry import SpecRegistry, TypedSpec
 
 INITS = SpecRegistry("init")
 

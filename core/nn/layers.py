@@ -13,7 +13,7 @@ from torch.nn.utils import parametrize
 
 from core.nn.activations import ACTIVATIONS, ActivationSpec
 from core.nn.modules import ChannelsLast, DropConnectMask, Recurrent, Residual, ToSequence
-from core.spec.base import SpecRegistry, TypedSpec
+from core.registry import SpecRegistry, TypedSpec
 
 if TYPE_CHECKING:
     from core.nn.build import LayerBuilder

@@ -1,11 +1,12 @@
 """Model types: each expands into a list of layer specs (with the JSON pointer each came from),
 so one builder, one shape check and one layer table serve them all."""
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from torch import nn
 
+from core.errors import SpecError, SpecInvalid
 from core.nn.activations import ACTIVATIONS, ActivationSpec, ReLU
 from core.nn.build import LayerBuilder, LayerRow
 from core.nn.inits import INITS, Default, InitSpec, Kaiming
@@ -28,8 +29,7 @@ from core.nn.layers import (
     ToSequenceLayer,
 )
 from core.nn.modules import Residual
-from core.spec.base import SpecRegistry, TypedSpec
-from core.spec.errors import SpecError, SpecInvalid
+from core.registry import SpecRegistry, TypedSpec
 
 MODELS = SpecRegistry("model")
 Placed = list[tuple[LayerSpec, str]]
@@ -39,6 +39,7 @@ InitField = INITS.union()
 
 
 class ModelSpec(TypedSpec):
+    kind: ClassVar[str] = "model"
     init: InitField = Field(default_factory=Kaiming)  # type: ignore[valid-type]
 
     @property
@@ -76,7 +77,9 @@ class MLP(ModelSpec):
     activation → [dropout]), then the output layer."""
 
     type: Literal["mlp"] = "mlp"
-    hidden: list[int] = Field(default_factory=lambda: [512, 256], max_length=64)
+    hidden: list[int] = Field(
+        default_factory=lambda: [512, 256], max_length=64, description="the widths of the hidden dense layers, in order"
+    )
     activation: ActivationField = Field(default_factory=ReLU)  # type: ignore[valid-type]
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     dropconnect: float = Field(0.0, ge=0.0, lt=1.0)
@@ -102,7 +105,9 @@ class CNN(ModelSpec):
     """The given conv / pool / ... layers, then flatten and the output layer."""
 
     type: Literal["cnn"] = "cnn"
-    layers: list[LayerUnion] = Field(min_length=1)  # type: ignore[valid-type]
+    layers: list[LayerUnion] = Field(  # type: ignore[valid-type]
+        min_length=1, description="the conv / pool / ... layers before flatten and the output layer"
+    )
     activation: ActivationField = Field(default_factory=ReLU)  # type: ignore[valid-type]
 
     def layer_specs(self, shape: Shape, outputs: int) -> Placed:
@@ -111,8 +116,8 @@ class CNN(ModelSpec):
 
 class RecurrentModelSpec(ModelSpec):
     cell: Literal["rnn", "lstm", "gru"] = "lstm"
-    hidden: int = Field(64, ge=1, le=65536)
-    layers: int = Field(1, ge=1, le=16)
+    hidden: int = Field(64, ge=1, le=65536, description="the units of each recurrent layer")
+    layers: int = Field(1, ge=1, le=16, description="the number of stacked recurrent layers")
     bidirectional: bool = False
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
@@ -138,7 +143,9 @@ class CNNRNN(ModelSpec):
     """Conv layers extract features; their map is read as a sequence by a recurrent stack."""
 
     type: Literal["cnn_rnn"] = "cnn_rnn"
-    layers: list[LayerUnion] = Field(min_length=1)  # type: ignore[valid-type]
+    layers: list[LayerUnion] = Field(  # type: ignore[valid-type]
+        min_length=1, description="the conv / pool / ... layers whose feature map the recurrent stack reads"
+    )
     activation: ActivationField = Field(default_factory=ReLU)  # type: ignore[valid-type]
     rnn: RNN | LSTM | GRU = Field(default_factory=LSTM, discriminator="type")
 
@@ -156,7 +163,9 @@ class Sequential(ModelSpec):
     """An explicit layer list; the last layer must produce the task's outputs."""
 
     type: Literal["sequential"] = "sequential"
-    layers: list[LayerUnion] = Field(min_length=1)  # type: ignore[valid-type]
+    layers: list[LayerUnion] = Field(  # type: ignore[valid-type]
+        min_length=1, description="every layer of the model, in order"
+    )
     activation: ActivationField = Field(default_factory=ReLU)  # type: ignore[valid-type]
 
     def layer_specs(self, shape: Shape, outputs: int) -> Placed:

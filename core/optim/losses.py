@@ -5,10 +5,9 @@ from typing import ClassVar, Literal
 from pydantic import Field
 from torch import nn
 
-from core.spec.base import SpecRegistry, TypedSpec
+from core.registry import SpecRegistry, TypedSpec
 
 LOSSES = SpecRegistry("loss")
-Task = Literal["classification", "binary", "regression"]
 
 
 class LossSpec(TypedSpec):

@@ -7,7 +7,7 @@ import torch
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from core.spec.base import SpecRegistry, TypedSpec
+from core.registry import SpecRegistry, TypedSpec
 
 OPTIMIZERS = SpecRegistry("optimizer")
 

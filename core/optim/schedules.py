@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from core.spec.base import SpecRegistry, TypedSpec
+from core.registry import SpecRegistry, TypedSpec
 
 SCHEDULES = SpecRegistry("schedule")
 

@@ -17,7 +17,7 @@ from core.nn.models import MODELS
 from core.optim.losses import LOSSES
 from core.optim.optimizers import OPTIMIZERS
 from core.optim.schedules import SCHEDULES
-from core.spec.base import SpecRegistry
+from core.registry import SpecRegistry
 from core.spec.schema import DataSpec, DiagnosticsSpec, EarlyStoppingSpec, ExperimentSpec, RegularizationSpec
 
 SECTIONS: list[tuple[str, SpecRegistry]] = [

@@ -1,21 +1,23 @@
 """The experiment spec (SPEC.md): pydantic models, defaults and the cross-field rules that need no data."""
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from core.data.augment import AUGMENTATIONS
 from core.data.preprocess import PREPROCESSORS
 from core.data.sources import SOURCES
 from core.data.split import SplitSpec
+from core.errors import SpecError, SpecInvalid
 from core.nn.models import MLP, MODELS
 from core.optim.losses import DEFAULT_LOSS, LOSSES
 from core.optim.optimizers import OPTIMIZERS, Adam
 from core.optim.schedules import SCHEDULES, WarmupCosine
-from core.spec.base import SpecModel
+from core.registry import SpecModel
+from core.spec.pointers import from_validation_error
+from core.task import Task
 
-Task = Literal["classification", "binary", "regression"]
 Monitor = Literal["val_loss", "val_accuracy", "train_loss", "train_accuracy"]
 
 
@@ -123,3 +125,13 @@ class ExperimentSpec(SpecModel):
                 {"path": ["schedule", "monitor"], "hint": "monitor 'train_loss'"},
             )
         return self
+
+
+def parse_spec(document: Any) -> ExperimentSpec:
+    """The spec with defaults filled in, or SpecInvalid with a pointer for every problem."""
+    if not isinstance(document, dict):
+        raise SpecInvalid([SpecError("", "the spec must be a JSON object")])
+    try:
+        return ExperimentSpec.model_validate(document)
+    except ValidationError as exc:
+        raise SpecInvalid(from_validation_error(exc, document, ExperimentSpec)) from None

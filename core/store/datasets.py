@@ -1,11 +1,53 @@
-"""Uploaded data sets: resolving an id to its stored file."""
+"""Uploaded data sets: storing an upload with what reading it found, reading its row, and
+resolving an id to its stored file."""
 
 from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.data.files import DataReport
 from core.store.models import DatasetFile
+from core.store.runs import new_id
+
+
+def dataset_path(data_dir: Path, dataset_id: str, fmt: str) -> Path:
+    """Where an upload is kept: ``DATA_DIR/datasets/<id>.<format>``."""
+    return (data_dir / "datasets" / f"{dataset_id}.{fmt}").resolve()
+
+
+def create_dataset(
+    *, session: Session, data_dir: Path, tenant: str, filename: str, raw: bytes, report: DataReport
+) -> DatasetFile:
+    """Write the upload's bytes and its row; if the row cannot be stored, the file goes too."""
+    dataset_id = new_id("ds")
+    path = dataset_path(data_dir, dataset_id, report.format)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw)
+    row = DatasetFile(
+        id=dataset_id,
+        tenant=tenant,
+        filename=filename,
+        format=report.format,
+        uri=str(path),
+        size=len(raw),
+        rows=report.rows,
+        columns={"names": report.columns},
+        report=report.as_dict(),
+    )
+    session.add(row)
+    try:
+        session.commit()
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise
+    return row
+
+
+def get_dataset(*, session: Session, dataset_id: str, tenant: str) -> DatasetFile | None:
+    """The tenant's upload (another tenant's does not exist for this one)."""
+    row = session.get(DatasetFile, dataset_id)
+    return row if row is not None and row.tenant == tenant else None
 
 
 def dataset_resolver(sessions: sessionmaker[Session], tenant: str) -> Callable[[str], Path]:
@@ -13,8 +55,8 @@ def dataset_resolver(sessions: sessionmaker[Session], tenant: str) -> Callable[[
 
     def resolve(dataset_id: str) -> Path:
         with sessions() as session:
-            row = session.get(DatasetFile, dataset_id)
-        if row is None or row.tenant != tenant:
+            row = get_dataset(session=session, dataset_id=dataset_id, tenant=tenant)
+        if row is None:
             raise KeyError(dataset_id)
         return Path(row.uri)
 

@@ -3,13 +3,25 @@
 import secrets
 import time
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from core.store.models import TERMINAL_STATUSES, Artifact, Metric, Run, utcnow
+from core.status import RunStatus
+from core.store.models import Artifact, Metric, Run, utcnow
+
+QUEUED, RUNNING, FAILED = RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.FAILED
+
+
+class ClaimOutcome(StrEnum):
+    """What a worker's claim of a queued run came to."""
+
+    CLAIMED = "claimed"  # this worker trains it
+    DEFERRED = "deferred"  # still queued: its tenant already has its quota of running runs
+    SKIPPED = "skipped"  # not queued any more (another worker has it, it finished or was cancelled)
 
 
 def new_id(prefix: str) -> str:
@@ -30,7 +42,7 @@ def create_run(
         id=new_id("run"),
         tenant=tenant,
         name=name,
-        status="queued",
+        status=QUEUED,
         spec=spec,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
@@ -51,7 +63,7 @@ def run_by_idempotency_key(*, session: Session, key: str) -> Run | None:
     return session.scalar(select(Run).where(Run.idempotency_key == key))
 
 
-def count_active(*, session: Session, tenant: str, status: str) -> int:
+def count_active(*, session: Session, tenant: str, status: RunStatus) -> int:
     return session.scalar(select(func.count()).select_from(Run).where(Run.tenant == tenant, Run.status == status))
 
 
@@ -69,16 +81,16 @@ def list_runs(
     return list(session.scalars(query))
 
 
-def claim_run(*, session: Session, run_id: str, worker: str, lease_s: float, max_running: int) -> bool:
+def claim_run(*, session: Session, run_id: str, worker: str, lease_s: float, max_running: int) -> ClaimOutcome:
     """queued → running as a compare-and-set: only one worker can win, a redelivered message loses.
     The claim also waits while the tenant already has ``max_running`` runs running."""
     other = aliased(Run)
-    running = select(func.count()).select_from(other).where(other.tenant == Run.tenant, other.status == "running")
+    running = select(func.count()).select_from(other).where(other.tenant == Run.tenant, other.status == RUNNING)
     result = session.execute(
         update(Run)
-        .where(Run.id == run_id, Run.status == "queued", running.scalar_subquery() < max_running)
+        .where(Run.id == run_id, Run.status == QUEUED, running.scalar_subquery() < max_running)
         .values(
-            status="running",
+            status=RUNNING,
             worker=worker,
             started_at=utcnow(),
             attempt=Run.attempt + 1,
@@ -88,14 +100,17 @@ def claim_run(*, session: Session, run_id: str, worker: str, lease_s: float, max
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    return result.rowcount == 1
+    if result.rowcount == 1:
+        return ClaimOutcome.CLAIMED
+    still_queued = session.scalar(select(Run.status).where(Run.id == run_id)) == QUEUED
+    return ClaimOutcome.DEFERRED if still_queued else ClaimOutcome.SKIPPED
 
 
 def renew_lease(*, session: Session, run_id: str, worker: str, lease_s: float) -> bool:
     """Extend a running run's lease (the worker's heartbeat); False if the run is no longer ours."""
     result = session.execute(
         update(Run)
-        .where(Run.id == run_id, Run.status == "running", Run.worker == worker)
+        .where(Run.id == run_id, Run.status == RUNNING, Run.worker == worker)
         .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
     )
     session.commit()
@@ -107,19 +122,19 @@ def mark_enqueued(*, session: Session, run_ids: list[str]) -> None:
     session.commit()
 
 
-def requeue(*, session: Session, run_id: str, worker: str, reason: str, max_attempts: int) -> str:
+def requeue(*, session: Session, run_id: str, worker: str, reason: str, max_attempts: int) -> RunStatus:
     """Give a running run back to the queue after an infrastructure failure, or fail it for good
     once ``max_attempts`` attempts are spent. Returns the new status."""
     run = session.get(Run, run_id)
     if run.attempt >= max_attempts:
         values = {
-            "status": "failed",
+            "status": FAILED,
             "finished_at": utcnow(),
             "failure": f"{reason}; gave up after {run.attempt} attempts",
         }
     else:
-        values = {"status": "queued", "worker": None, "lease_expires_at": None}
-    session.execute(update(Run).where(Run.id == run_id, Run.status == "running", Run.worker == worker).values(**values))
+        values = {"status": QUEUED, "worker": None, "lease_expires_at": None}
+    session.execute(update(Run).where(Run.id == run_id, Run.status == RUNNING, Run.worker == worker).values(**values))
     session.commit()
     return values["status"]
 
@@ -130,7 +145,7 @@ def sweep(*, session: Session, max_attempts: int, requeue_after_s: float) -> lis
     lost (enqueued more than ``requeue_after_s`` ago). A duplicate message is harmless: the claim
     is a compare-and-set."""
     now = utcnow()
-    for run in session.scalars(select(Run).where(Run.status == "running", Run.lease_expires_at < now)):
+    for run in session.scalars(select(Run).where(Run.status == RUNNING, Run.lease_expires_at < now)):
         requeue(
             session=session,
             run_id=run.id,
@@ -139,7 +154,7 @@ def sweep(*, session: Session, max_attempts: int, requeue_after_s: float) -> lis
             reason=f"worker {run.worker} stopped renewing its lease",
         )
     stale = now - timedelta(seconds=requeue_after_s)
-    lost = select(Run.id).where(Run.status == "queued", (Run.enqueued_at.is_(None)) | (Run.enqueued_at < stale))
+    lost = select(Run.id).where(Run.status == QUEUED, (Run.enqueued_at.is_(None)) | (Run.enqueued_at < stale))
     return list(session.scalars(lost))
 
 
@@ -147,34 +162,34 @@ def finish_run(
     *,
     session: Session,
     run_id: str,
-    status: str,
+    status: RunStatus,
     summary: dict[str, Any] | None,
     failure: str | None,
     stop_reason: str | None,
 ) -> None:
     session.execute(
         update(Run)
-        .where(Run.id == run_id, Run.status == "running")
+        .where(Run.id == run_id, Run.status == RUNNING)
         .values(status=status, summary=summary, failure=failure, stop_reason=stop_reason, finished_at=utcnow())
     )
     session.commit()
 
 
-def cancel_run(*, session: Session, run_id: str) -> str:
+def cancel_run(*, session: Session, run_id: str) -> RunStatus:
     """Cancel a queued run at once, or ask a running one to stop; returns the status seen."""
     queued = session.execute(
         update(Run)
-        .where(Run.id == run_id, Run.status == "queued")
-        .values(status="cancelled", finished_at=utcnow(), stop_reason="cancelled before it started")
+        .where(Run.id == run_id, Run.status == QUEUED)
+        .values(status=RunStatus.CANCELLED, finished_at=utcnow(), stop_reason="cancelled before it started")
     )
     if queued.rowcount == 1:
         session.commit()
-        return "cancelled"
-    session.execute(update(Run).where(Run.id == run_id, Run.status == "running").values(cancel_requested=True))
+        return RunStatus.CANCELLED
+    session.execute(update(Run).where(Run.id == run_id, Run.status == RUNNING).values(cancel_requested=True))
     session.commit()
     run = session.get(Run, run_id)
     session.refresh(run)
-    return run.status
+    return RunStatus(run.status)
 
 
 def report_progress(*, session: Session, run_id: str, epoch: int, points: list[tuple[int, int, str, float]]) -> bool:
@@ -206,7 +221,3 @@ def metric_rows(*, session: Session, run_id: str, after_id: int = 0, names: list
 def add_artifact(*, session: Session, run_id: str, kind: str, uri: str, size: int) -> None:
     session.add(Artifact(run_id=run_id, kind=kind, uri=uri, size=size))
     session.commit()
-
-
-def is_terminal(status: str) -> bool:
-    return status in TERMINAL_STATUSES

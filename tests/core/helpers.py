@@ -10,7 +10,7 @@ from torch import nn
 from core.engine.run import RunResult, run_experiment
 from core.nn.build import LayerRow
 from core.nn.models import MODELS, build_model
-from core.spec.validate import parse_spec
+from core.spec.schema import parse_spec
 
 DIGITS = {"type": "builtin", "name": "digits"}
 IRIS = {"type": "builtin", "name": "iris"}

@@ -8,7 +8,7 @@ import torch
 from core.engine.checkpoint import Checkpointer, flatten, load_checkpoint, save_checkpoint, unflatten
 from core.engine.events import Callback, State
 from core.engine.run import run_experiment
-from core.spec.validate import parse_spec
+from core.spec.schema import parse_spec
 
 SPEC = {
     "seed": 3,

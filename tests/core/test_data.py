@@ -15,12 +15,12 @@ from core.data.augment import AUGMENTATIONS
 from core.data.dataset import Dataset
 from core.data.files import data_access
 from core.data.preprocess import PREPROCESSORS, apply_preprocessing, fit_preprocessing
-from core.data.sources import BUILTIN_SETS, SOURCES
+from core.data.sources import BUILTIN_SETS, BUNDLED, SOURCES, set_parameters
 from core.data.text import PAD_ID, SENTENCE_ENDS, SYNONYMS, encode_dataset
 from core.engine.events import Callback
 from core.engine.run import prepare_splits
-from core.spec.errors import SpecInvalid
-from core.spec.validate import parse_spec
+from core.errors import SpecInvalid
+from core.spec.schema import parse_spec
 from tests.core.helpers import IRIS, spec_document, train
 
 # ---------------------------------------------------------------------------------------------
@@ -273,6 +273,31 @@ def _check_sentence_shuffle(x, out) -> None:
         assert _sentences(_words(before)) == _sentences(_words(after)), "the same sentences, reordered"
 
 
+def _check_color_jitter(x, out) -> None:
+    """Each image is scaled about its mean by a factor in 1 ± 0.5 and shifted by at most ±0.5."""
+    dims = tuple(range(1, x.dim()))
+    mean, out_mean = x.mean(dims, keepdim=True), out.mean(dims, keepdim=True)
+    factor = (out - out_mean).std(dims, keepdim=True) / (x - mean).std(dims, keepdim=True)
+    torch.testing.assert_close(out - out_mean, factor * (x - mean), atol=1e-4, rtol=1e-4)
+    shift = (out_mean - mean).flatten()
+    assert ((factor > 0.5 - 1e-4) & (factor < 1.5 + 1e-4)).all() and (shift.abs() <= 0.5 + 1e-4).all()
+    assert factor.std().item() > 0.1 and shift.std().item() > 0.1, "each image draws its own"
+
+
+def _check_mixup(x, out) -> None:
+    """Each row is λ·x_i + (1 − λ)·x_j for some row j, with one λ for the whole batch."""
+    a, b = x.flatten(1), out.flatten(1)
+    towards = a[None, :, :] - a[:, None, :]  # [i, j]: x_j − x_i
+    moved = (b - a)[:, None, :]
+    share = (moved * towards).sum(-1) / (towards * towards).sum(-1).clamp_min(1e-12)
+    residual = (moved - share[..., None] * towards).norm(dim=-1)
+    partner = residual.argmin(1)
+    assert residual.gather(1, partner[:, None]).max().item() < 1e-3
+    shares = share.gather(1, partner[:, None]).flatten()[partner != torch.arange(len(x))]
+    assert len(shares) > len(x) // 2
+    torch.testing.assert_close(shares, shares[:1].expand_as(shares), atol=1e-4, rtol=1e-4)
+
+
 AUGMENT_CASES: dict[str, tuple[dict, Callable]] = {
     "hflip": ({}, _check_hflip),
     "vflip": ({}, _check_vflip),
@@ -289,6 +314,8 @@ AUGMENT_CASES: dict[str, tuple[dict, Callable]] = {
     "random_delete": ({"rate": 0.3}, _check_random_delete),
     "synonym_replace": ({"rate": 1.0}, _check_synonym_replace),
     "sentence_shuffle": ({}, _check_sentence_shuffle),
+    "color_jitter": ({"brightness": 0.5, "contrast": 0.5}, _check_color_jitter),
+    "mixup": ({"alpha": 1.0}, _check_mixup),
 }
 
 
@@ -309,13 +336,13 @@ def test_augmentation_applies_at_p1_and_not_at_p0(name):
         augmentation = spec_class(p=1.0, **kwargs)
         augmentation.prepare(data)
         torch.manual_seed(0)
-        out = augmentation(x.clone())
+        out, _ = augmentation.apply(x.clone(), data.y)
         assert out.shape == x.shape and out.dtype == x.dtype
         assert not torch.equal(out, x), f"{name} at p=1 must change a {kind} batch"
         check(x, out)
         still = spec_class(p=0.0, **kwargs)
         still.prepare(data)
-        assert torch.equal(still(x.clone()), x), f"{name} at p=0 must be the identity"
+        assert torch.equal(still.apply(x.clone(), data.y)[0], x), f"{name} at p=0 must be the identity"
 
 
 def test_augmentation_probability_picks_samples():
@@ -379,7 +406,9 @@ def test_builtin_expectations_cover_the_registry():
 @pytest.mark.parametrize("name", BUILTIN_SETS.names())
 def test_builtin_set_loads(name):
     task, shape, kind, classes = BUILTIN_CASES[name]
-    source = {"type": "builtin", "name": name, "n_samples": 300, "length": 12, "classes": 4}
+    wanted = {"n_samples": 300, "length": 12, **({"classes": 4} if task == "classification" else {})}
+    wanted = {} if name in BUNDLED else wanted
+    source = {"type": "builtin", "name": name, **{k: v for k, v in wanted.items() if k in set_parameters(name)}}
     spec = parse_spec({"task": task, "data": {"source": source}})
     data = spec.data.source.load(task=task, seed=0)
     assert data.kind == kind

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +16,12 @@ import torch
 from typer.testing import CliRunner
 
 from cli.main import app
-from core.artifacts import META, save_run
 from core.data.files import data_access, inspect_table, load_table
+from core.engine.plan import plan_experiment
 from core.engine.run import run_experiment
-from core.spec.errors import SpecInvalid
-from core.spec.validate import parse_spec, plan_experiment
+from core.errors import SpecInvalid
+from core.run_folder import META
+from core.spec.schema import parse_spec
 from tests.core.helpers import QUIET
 
 COLUMNS = [f"f{i}" for i in range(10)] + ["label"]
@@ -100,7 +103,7 @@ def test_skip_drops_the_bad_rows_trains_and_records_them(tmp_path):
 
     result = run_experiment(plan.spec, plan=plan, device="cpu")
     assert result.status == "succeeded"
-    save_run(tmp_path / "run", result)
+    result.save(tmp_path / "run")
     meta = json.loads((tmp_path / "run" / META).read_text())
     assert meta["data_report"]["bad_lines"][0] == {"line": 5, "fields": 21}
 
@@ -176,6 +179,7 @@ def test_file_sources_are_refused_without_a_data_root(tmp_path):
     seed_csv(tmp_path / "data.csv")
     error = error_of(None, csv_spec(bad_rows="skip"))
     assert error.pointer == "/data/source/path" and "not allowed" in error.message
+    assert "TRAINYARD_DATA_ROOT" in error.message and "TRAINYARD_DATA_ROOT" in error.hint
     assert "dataset" in error.hint
 
 
@@ -187,10 +191,32 @@ def test_paths_may_not_leave_the_data_root(tmp_path):
     for path in ("../outside.csv", str(tmp_path / "outside.csv"), "link.csv"):
         error = error_of(root, csv_spec(path, bad_rows="skip"))
         assert error.pointer == "/data/source/path" and "outside the data folder" in error.message, path
-    assert str(tmp_path) not in error_of(root, csv_spec("missing.csv")).message  # no server paths leak
+        assert f"data folder {root.resolve()}" in error.message and "TRAINYARD_DATA_ROOT" in error.hint, path
+    missing = error_of(root, csv_spec("missing.csv"))
+    assert str(tmp_path) not in missing.message  # only the configured root is named, never a resolved path
+    assert "TRAINYARD_DATA_ROOT" in missing.hint
     (root / "sub").mkdir()
     seed_csv(root / "sub" / "data.csv")
     assert len(plan_in(root, csv_spec("sub/../sub/data.csv", bad_rows="skip")).data) == 77
+
+
+def test_local_reads_take_any_path_relative_ones_from_the_base(tmp_path, monkeypatch):
+    base, elsewhere = tmp_path / "specs", tmp_path / "elsewhere"
+    base.mkdir()
+    elsewhere.mkdir()
+    seed_csv(base / "data.csv")
+    seed_csv(tmp_path / "outside.csv")
+    monkeypatch.chdir(elsewhere)
+    for path in ("data.csv", "../outside.csv", str(tmp_path / "outside.csv")):
+        with data_access(local_base=base):
+            assert len(plan_experiment(parse_spec(csv_spec(path, bad_rows="skip"))).data) == 77, path
+    with pytest.raises(SpecInvalid) as info, data_access(local_base=base):
+        plan_experiment(parse_spec(csv_spec("missing.csv")))
+    error = info.value.errors[0]
+    assert error.pointer == "/data/source/path" and str(base / "missing.csv") in error.message
+    assert str(base) in error.hint
+    with pytest.raises(ValueError, match="not both"), data_access(data_root=base, local_base=base):
+        pass
 
 
 def test_uploaded_data_sets_resolve_through_the_resolver(tmp_path):
@@ -260,7 +286,7 @@ def test_inspect_reports_an_upload_without_failing_on_bad_lines(tmp_path):
         inspect_table(b"")
 
 
-# --- the CLI reads files under the current folder ---------------------------------------------------
+# --- the CLI reads files next to the spec file, or anywhere by an absolute path ----------------------
 
 
 def test_cli_trains_a_csv_in_the_current_folder(tmp_path, monkeypatch):
@@ -273,3 +299,43 @@ def test_cli_trains_a_csv_in_the_current_folder(tmp_path, monkeypatch):
     (tmp_path / "bad.json").write_text(json.dumps(csv_spec()))
     result = CliRunner().invoke(app, ["validate", "bad.json", "--json"])
     assert result.exit_code == 2 and "line 5 has 21 fields" in result.stdout
+
+
+def trainyard(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The ``trainyard`` command run as a process in ``cwd``."""
+    command = [sys.executable, "-m", "cli.main", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_reads_a_relative_path_next_to_the_spec_from_another_folder(tmp_path):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    seed_csv(project / "data.csv")
+    spec = project / "spec.json"
+    spec.write_text(json.dumps({**csv_spec(bad_rows="skip"), "epochs": 1}))
+    validated = trainyard("validate", str(spec), "--json", cwd=elsewhere)
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    assert json.loads(validated.stdout)["valid"] is True
+    trained = trainyard("train", str(spec), "--json", "--out", "run", "--device", "cpu", cwd=elsewhere)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert json.loads(trained.stdout.strip().splitlines()[-1])["status"] == "succeeded"
+    assert (elsewhere / "run").is_dir()
+    (elsewhere / "data.csv").write_text("a,label\n1,0\n")  # a file of that name in the working folder is not read
+    (project / "data.csv").unlink()
+    missing = trainyard("validate", str(spec), "--json", cwd=elsewhere)
+    assert missing.returncode == 2
+    error = json.loads(missing.stdout)["errors"][0]
+    assert error["pointer"] == "/data/source/path" and str(project / "data.csv") in error["message"]
+
+
+def test_cli_reads_an_absolute_path_outside_the_spec_and_working_folders(tmp_path):
+    data, specs = tmp_path / "data", tmp_path / "specs"
+    data.mkdir()
+    specs.mkdir()
+    seed_csv(data / "data.csv")
+    spec = specs / "spec.json"
+    spec.write_text(json.dumps({**csv_spec(str(data / "data.csv"), bad_rows="skip"), "epochs": 1}))
+    trained = trainyard("train", "spec.json", "--json", "--out", str(tmp_path / "run"), "--device", "cpu", cwd=specs)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert json.loads(trained.stdout.strip().splitlines()[-1])["status"] == "succeeded"

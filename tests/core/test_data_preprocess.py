@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import torch
 
-from core.artifacts import load_trained, save_run
+from core.artifacts import load_trained
 from core.data.preprocess import PREPROCESSORS, apply_preprocessing, fit_preprocessing
 from core.data.split import split_indices
+from core.engine.plan import plan_experiment, validate_document
 from core.engine.run import prepare_splits
-from core.spec.validate import parse_spec, plan_experiment, validate_document
+from core.spec.schema import parse_spec
 from tests.core.helpers import DIGITS, IRIS, spec_document, train
 
 WINE = {"type": "builtin", "name": "wine"}
@@ -131,7 +132,7 @@ def test_stored_preprocessing_reproduces_the_same_inputs_after_reload(tmp_path):
     spec = parse_spec(document)
     plan = plan_experiment(spec)
     result = train(document, plan=plan)
-    save_run(tmp_path, result)
+    result.save(tmp_path)
     trained = load_trained(tmp_path)
     assert trained.input_shape == (1, 8, 8)
     _, _, test_ix = split_indices(plan.data, spec.data.split, seed=spec.seed, classify=True)
@@ -147,7 +148,7 @@ def test_stored_preprocessing_reproduces_the_same_inputs_after_reload(tmp_path):
 def test_zca_state_round_trips_through_safetensors(tmp_path):
     document = spec_document(epochs=1, data={"source": WINE, "preprocess": [{"type": "zca_whiten"}]})
     result = train(document)
-    save_run(tmp_path, result)
+    result.save(tmp_path)
     trained = load_trained(tmp_path)
     assert set(trained.fitted_preprocessing) == {"0.mean", "0.whitening"}
     for key, value in result.splits.fitted_preprocessing.items():

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from core.artifacts import TOKENIZER, load_trained, save_run
+from core.artifacts import load_trained
 from core.data.dataset import Dataset
 from core.data.split import split_indices
 from core.data.text import PAD_ID, UNK_ID, Tokenizer, encode_dataset, toy_text
-from core.spec.errors import SpecInvalid
-from core.spec.validate import parse_spec, plan_experiment, validate_document
+from core.engine.plan import plan_experiment, validate_document
+from core.errors import SpecInvalid
+from core.run_folder import TOKENIZER
+from core.spec.schema import parse_spec
 from tests.core.helpers import DIGITS, QUIET, train
 
 TOY_TEXT = {"type": "builtin", "name": "toy_text", "n_samples": 600}
@@ -94,7 +96,7 @@ def test_text_lstm_trains_above_chance_and_predicts_raw_text_after_reload(tmp_pa
     result = train(document)
     assert result.status == "succeeded"
     assert result.final["test_accuracy"] > 0.75, result.final  # chance is 0.5
-    save_run(tmp_path, result)
+    result.save(tmp_path)
     assert json.loads((tmp_path / TOKENIZER).read_text())["vocab"][:2] == ["<pad>", "<unk>"]
 
     trained = load_trained(tmp_path)

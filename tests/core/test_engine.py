@@ -13,7 +13,7 @@ from core.engine.callbacks import EarlyStopping
 from core.engine.events import Callback, Event
 from core.engine.trainer import Trainer
 from core.nn.models import build_model, initialise
-from core.spec.validate import parse_spec
+from core.spec.schema import parse_spec
 from tests.core.helpers import IRIS, spec_document, train
 
 
@@ -244,3 +244,14 @@ def test_splits_are_stratified():
     for part in (result.splits.train, result.splits.validation, result.splits.test):
         counts = torch.bincount(part.y, minlength=3)
         assert counts.max() - counts.min() <= 1
+
+
+def test_a_misspelt_hook_is_an_error_and_every_hook_is_declared():
+    with pytest.raises(TypeError, match="on_epoch_ends"):
+
+        class Misspelt(Callback):
+            def on_epoch_ends(self, state) -> None: ...
+
+    for event in Event:
+        assert callable(getattr(Callback, f"on_{event.value}"))
+        assert not Callback().handles(event), "the base callback is skipped by the loop"

@@ -10,7 +10,7 @@ import onnxruntime
 import pytest
 import torch
 
-from core.artifacts import TrainedModel, load_trained, save_run
+from core.artifacts import TrainedModel, load_trained
 from core.export import ExportUnsupported, export_onnx
 from tests.core.helpers import spec_document, train
 
@@ -27,7 +27,7 @@ CASES = {
 
 
 def trained_in(folder: Path, document: dict[str, Any]) -> TrainedModel:
-    save_run(folder, train(document))
+    train(document).save(folder)
     return load_trained(folder)
 
 

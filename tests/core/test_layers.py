@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from core.errors import SpecInvalid
 from core.nn.inits import INITS
 from core.nn.layers import LAYERS
 from core.nn.models import MODELS, build_model, initialise
 from core.nn.modules import Residual
-from core.spec.errors import SpecInvalid
 from tests.core.helpers import build_layers, top_level_shapes
 
 # name: (layers given to a cnn model, input shape, index of the row under test, expected output shape)
@@ -66,7 +66,7 @@ def test_layer_builds_with_the_expected_output_shape(name):
 
 
 def test_layer_table_comes_from_validation_too():
-    from core.spec.validate import validate_document
+    from core.engine.plan import validate_document
 
     report = validate_document(
         {

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from core.engine.events import Callback
-from core.spec.validate import validate_document
+from core.engine.plan import validate_document
 from tests.core.helpers import DIGITS, QUIET, spec_document, train
 
 

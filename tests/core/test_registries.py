@@ -17,7 +17,7 @@ from core.nn.inits import INITS
 from core.optim.losses import DEFAULT_LOSS, LOSSES
 from core.optim.optimizers import OPTIMIZERS
 from core.optim.schedules import SCHEDULES
-from core.spec.validate import parse_spec
+from core.spec.schema import parse_spec
 from tests.core.helpers import DIGITS
 
 # ---------------------------------------------------------------------------------------------
@@ -444,7 +444,7 @@ def test_default_loss_fits_the_task(task):
 
 @pytest.mark.parametrize("name", LOSSES.names())
 def test_loss_accepted_only_for_its_tasks(name):
-    from core.spec.errors import SpecInvalid
+    from core.errors import SpecInvalid
 
     for task in ("classification", "binary", "regression"):
         document = {"task": task, "data": {"source": DIGITS}, "loss": {"type": name}}

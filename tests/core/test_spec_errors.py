@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from core.engine.events import Callback
+from core.engine.plan import validate_document
 from core.engine.run import run_experiment
-from core.spec.errors import SpecInvalid
-from core.spec.validate import parse_spec, validate_document
+from core.errors import SpecInvalid
+from core.spec.schema import parse_spec
 from tests.core.helpers import DIGITS, IRIS, resolve_pointer
 
 DIGITS_DATA = {"source": DIGITS}
@@ -192,6 +193,27 @@ BAD_SPECS: dict[str, tuple[dict[str, Any], str, tuple[str, ...], str, str | None
         "(steps, features) sequence",
         None,
     ),
+    "rnn given a layer list": (
+        {"data": DIGITS_DATA, "model": {"type": "rnn", "layers": [{"type": "lstm", "hidden": 4}]}},
+        "schema",
+        ("/model/layers",),
+        "for model type 'rnn', 'layers' is the number of stacked recurrent layers (an integer)",
+        '{"type": "sequential", "layers": [...]}',
+    ),
+    "cnn given a layer count": (
+        {"data": DIGITS_DATA, "model": {"type": "cnn", "layers": 2}},
+        "schema",
+        ("/model/layers",),
+        "for model type 'cnn', 'layers' is",
+        '{"type": "rnn", "layers": 2}',
+    ),
+    "mlp given one width": (
+        {"data": DIGITS_DATA, "model": {"type": "mlp", "hidden": 64}},
+        "schema",
+        ("/model/hidden",),
+        "(a list)",
+        "for one, write [64]",
+    ),
 }
 
 
@@ -303,3 +325,44 @@ def test_a_valid_spec_reports_defaults_and_the_layer_table():
     assert [row["type"] for row in report["layers"]] == ["flatten", "dense", "activation", "dropout", "dense"]
     assert report["params"] == (64 * 16 + 16) + (16 * 10 + 10)
     assert report["memory_estimate_bytes"] > 4 * report["params"]
+
+
+def test_a_count_or_a_list_error_names_both_meanings():
+    """A field that is a count in one type and a list in another says which, with the other types."""
+    layer_list = {"type": "rnn", "layers": [{"type": "lstm", "hidden": 4}, {"type": "dense", "units": 3}]}
+    with pytest.raises(SpecInvalid) as info:
+        parse_spec({"data": DIGITS_DATA, "model": layer_list})
+    (error,) = info.value.errors
+    assert error.message == "for model type 'rnn', 'layers' is the number of stacked recurrent layers (an integer)"
+    assert error.hint == (
+        "model type 'cnn', 'cnn_rnn' or 'sequential' take 'layers' as a list: "
+        'e.g. {"type": "sequential", "layers": [...]}'
+    )
+    for model in ("cnn", "cnn_rnn"):
+        with pytest.raises(SpecInvalid) as info:
+            parse_spec({"data": DIGITS_DATA, "model": {"type": model, "layers": 3}})
+        (error,) = info.value.errors
+        assert error.message.startswith(f"for model type {model!r}, 'layers' is the conv / pool")
+        assert error.message.endswith("(a list)")
+        assert error.hint == 'model type \'rnn\' takes \'layers\' as an integer: e.g. {"type": "rnn", "layers": 3}'
+    with pytest.raises(SpecInvalid) as info:  # the same inside a layer list: lstm (a count) against residual
+        parse_spec({"data": DIGITS_DATA, "model": {"type": "sequential", "layers": [{"type": "lstm", "layers": []}]}})
+    (error,) = info.value.errors
+    assert (error.pointer, error.message) == ("/model/layers/0/layers", "for type 'lstm', 'layers' is an integer")
+    assert "'residual' takes 'layers' as a list" in error.hint
+
+
+def test_a_field_with_one_meaning_keeps_the_plain_error():
+    """Only a count for a list (or a list for a count) gets the two-meanings error: not a string, and
+    not a field no other type takes the other way."""
+    with pytest.raises(SpecInvalid) as info:
+        parse_spec({"data": DIGITS_DATA, "model": {"type": "rnn", "layers": "two"}})
+    assert info.value.errors[0].hint is None and "integer" in info.value.errors[0].message
+    cnn_rnn = {
+        "type": "cnn_rnn",
+        "layers": [{"type": "conv", "filters": 2, "kernel": 3}],
+        "rnn": {"type": "gru", "layers": [1]},
+    }
+    with pytest.raises(SpecInvalid) as info:  # every recurrent layer type takes a count
+        parse_spec({"data": DIGITS_DATA, "model": cnn_rnn})
+    assert [(e.pointer, e.hint) for e in info.value.errors] == [("/model/rnn/layers", None)]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from core.data.files import data_access
-from core.spec.validate import validate_document
+from core.engine.plan import validate_document
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.json"))

@@ -1,15 +1,22 @@
-"""The worker's domain function without a queue: failure classes. Out of memory is retried (up to
-max_attempts) and says why when it gives up; a spec that diverges fails at once."""
+"""The worker's domain function without a queue: failure classes (out of memory is retried up to
+max_attempts and says why when it gives up; a spec that diverges fails at once), and the one way
+to run a run: a k-fold run leaves the same files and checkpoints from the CLI as from the worker."""
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
+from sqlalchemy import select
+from typer.testing import CliRunner
 
+from cli.main import app
+from core.engine import checkpoint
+from core.engine.checkpoint import save_checkpoint
 from core.engine.trainer import Trainer
 from core.settings import Settings
 from core.store import runs
-from core.store.models import Run
+from core.store.models import Artifact, Run
 from tests.service.conftest import small_spec
 from tests.service.test_runs import DIVERGING
 from worker.execution import execute_run, worker_context
@@ -54,10 +61,47 @@ def test_running_quota_defers_a_tenants_next_run(tmp_path: Path) -> None:
     with context.sessions() as session:
         other = runs.create_run(session=session, tenant="someone-else", spec=small_spec(), name="other").id
         session.commit()
-        assert runs.claim_run(session=session, run_id=first, worker="w1", lease_s=30, max_running=1)
-        assert not runs.claim_run(session=session, run_id=second, worker="w2", lease_s=30, max_running=1)
-        assert runs.claim_run(session=session, run_id=other, worker="w2", lease_s=30, max_running=1)
+        claimed, deferred = runs.ClaimOutcome.CLAIMED, runs.ClaimOutcome.DEFERRED
+        assert runs.claim_run(session=session, run_id=first, worker="w1", lease_s=30, max_running=1) == claimed
+        assert runs.claim_run(session=session, run_id=second, worker="w2", lease_s=30, max_running=1) == deferred
+        assert runs.claim_run(session=session, run_id=other, worker="w2", lease_s=30, max_running=1) == claimed
     assert execute_run(run_id=second, context=context) == "deferred"
     with context.sessions() as session:
         runs.finish_run(session=session, run_id=first, status="succeeded", summary={}, failure=None, stop_reason=None)
     assert execute_run(run_id=second, context=context) == "succeeded"
+
+
+def test_a_kfold_run_gives_the_same_files_and_checkpoints_from_the_cli_as_from_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = small_spec(epochs=2, data={"source": {"type": "builtin", "name": "iris"}, "split": {"kfold": 3}})
+    saved: list[tuple[str, int]] = []  # (checkpoint folder under its run folder, epoch) per save
+
+    def recording(folder: Path, snapshot: dict) -> None:
+        run_root = next(parent for parent in folder.parents if parent.name in ("cli", run_id))
+        saved.append((str(folder.relative_to(run_root)), snapshot["epoch"]))
+        save_checkpoint(folder, snapshot)
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", recording)
+    context = worker_context(Settings(data_dir=tmp_path / "service", checkpoint_min_interval_s=0))
+    run_id = stored_run(context, spec)
+    assert execute_run(run_id=run_id, context=context) == "succeeded"
+    from_worker, saved[:] = list(saved), []
+
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("TRAINYARD_CHECKPOINT_MIN_INTERVAL_S", "0")
+    cli = CliRunner().invoke(app, ["train", str(tmp_path / "spec.json"), "--json", "--out", str(tmp_path / "cli")])
+    assert cli.exit_code == 0, cli.output
+    expected = [(f"fold_{fold}/checkpoint", epoch) for fold in (1, 2, 3) for epoch in (1, 2)]
+    assert from_worker == saved == expected
+
+    def files(folder: Path) -> list[str]:
+        return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+
+    worker_folder = context.artifact_dir / run_id
+    assert files(worker_folder) == files(tmp_path / "cli")
+    assert "fold_3/model.safetensors" in files(worker_folder) and "fold_1/metrics.jsonl" in files(worker_folder)
+    assert not any("checkpoint" in name for name in files(worker_folder))  # removed once the run finished
+    with context.sessions() as session:
+        stored = {artifact.kind for artifact in session.scalars(select(Artifact).where(Artifact.run_id == run_id))}
+    assert stored == set(files(worker_folder))

@@ -86,13 +86,13 @@ def test_concurrent_requests_share_forward_passes(client: TestClient, digits_run
     service.models.max_wait_s = 0.05  # a generous window so the test's threads land in it
     inputs = digits_inputs(48)
     single = [client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": [row]}).json() for row in inputs[:1]]
-    batcher = service.models.cached(digits_run).batcher
-    before = batcher.forward_passes
+    registry = service.models.registry
+    before = registry.get_sample_value("trainyard_predict_forward_passes_total")
     with ThreadPoolExecutor(max_workers=16) as pool:
         answers = list(
             pool.map(lambda row: client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": [row]}), inputs)
         )
-    passes = batcher.forward_passes - before
+    passes = registry.get_sample_value("trainyard_predict_forward_passes_total") - before
     assert all(a.status_code == 200 for a in answers)
     assert passes < len(inputs) / 2, f"{passes} forward passes for {len(inputs)} requests"
     together = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": inputs}).json()
@@ -118,16 +118,47 @@ def test_predicts_below_a_root_path(client: TestClient, digits_run: str) -> None
     assert answer.status_code == 200 and len(answer.json()["predictions"]) == 2
 
 
+def test_flat_rows_are_read_in_row_major_order(client: TestClient, digits_run: str) -> None:
+    shaped = digits_inputs(4)
+    flat = np.asarray(shaped).reshape(4, 64).tolist()
+    expected = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": shaped}).json()["probabilities"]
+    for inputs in (flat, [flat[0], *shaped[1:]]):  # all flat, or mixed: each row is read on its own
+        answer = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": inputs})
+        assert answer.status_code == 200 and np.allclose(answer.json()["probabilities"], expected, atol=1e-6)
+    transposed = np.asarray(shaped).transpose(0, 1, 3, 2).reshape(4, 64).tolist()  # column-major rows
+    answer = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": transposed}).json()
+    assert not np.allclose(answer["probabilities"], expected, atol=1e-3)
+    for bad in ([flat[0][:63]], [[*flat[0], 0.0]], [np.asarray(shaped[0]).reshape(8, 8).tolist()]):
+        refused = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": bad})
+        assert refused.status_code == 422 and refused.json()["type"] == "/problems/invalid-input"
+        (error,) = refused.json()["errors"]
+        assert error["pointer"] == "/inputs/0" and "or a flat row of 64 values" in error["message"]
+    flat_null = [flat[0], [*flat[1][:10], None, *flat[1][11:]]]
+    null = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": flat_null})
+    assert null.status_code == 422 and null.json()["errors"][0]["pointer"] == "/inputs/1"
+
+
+def test_openapi_says_flat_rows_are_accepted(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    operation = document["paths"]["/v1/runs/{run_id}/predict"]["post"]
+    assert "flat row" in operation["description"]
+    assert "/problems/invalid-input" in operation["responses"]["422"]["description"]
+    assert "flat rows" in document["components"]["schemas"]["PredictRequest"]["properties"]["inputs"]["description"]
+
+
 def test_bad_inputs_and_unready_runs(client: TestClient, digits_run: str) -> None:
     wrong = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": [digits_inputs(1)[0], [1, 2, 3]]})
-    assert wrong.status_code == 422
+    assert wrong.status_code == 422 and wrong.headers["content-type"] == "application/problem+json"
+    assert (wrong.json()["type"], wrong.json()["title"]) == ("/problems/invalid-input", "Invalid prediction input")
     assert wrong.json()["errors"][0]["pointer"] == "/inputs/1"
-    assert "[1, 8, 8]" in wrong.json()["errors"][0]["message"]
+    assert "[1, 8, 8] or a flat row of 64 values, got [3]" in wrong.json()["errors"][0]["message"]
     with_null = digits_inputs(2)
     with_null[1][0][3][3] = None
     null = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": with_null})
     assert null.status_code == 422 and null.json()["errors"][0]["pointer"] == "/inputs/1"
-    assert client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": []}).status_code == 422
+    assert null.json()["title"] == "Invalid prediction input"
+    empty = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": []})
+    assert empty.status_code == 422 and empty.json()["title"] == "Invalid request"  # the body itself is wrong
     assert client.post("/v1/runs/run_missing/predict", json={"inputs": [[1]]}).status_code == 404
     queued = client.post("/v1/runs", json=small_spec(epochs=200, name="not-yet")).json()["id"]
     assert client.post(f"/v1/runs/{queued}/predict", json={"inputs": [[1]]}).status_code == 409
@@ -143,7 +174,8 @@ def test_model_archive_predicts_offline(client: TestClient, digits_run: str, tmp
     assert {"model.safetensors", "preprocessing.safetensors", "spec.json", "meta.json"} <= names
     (tmp_path / "model.zip").write_bytes(archive.content)
     inputs = digits_inputs(3)
-    (tmp_path / "inputs.json").write_text(json.dumps({"inputs": inputs}))
+    flat = np.asarray(inputs).reshape(3, 64).tolist()  # offline predictions take flat rows too
+    (tmp_path / "inputs.json").write_text(json.dumps({"inputs": flat}))
     offline = subprocess.run(
         [sys.executable, "-m", "cli.main", "predict", str(tmp_path / "model.zip"), str(tmp_path / "inputs.json")],
         cwd=ROOT,

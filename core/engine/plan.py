@@ -1,31 +1,21 @@
-"""Validation in two stages: the document against the schema, then against its data
-(classes, shapes, augmentations). ``plan_experiment`` backs both `trainyard validate` and training."""
+"""Planning: a parsed spec checked against its data (classes, shapes, augmentations), and the
+model built on the meta device for its layer table. ``plan_experiment`` backs `trainyard
+validate`, the API's dry run and submission, and training."""
 
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import ValidationError
 
 from core.data.dataset import Dataset
 from core.data.preprocess import PreprocessShapeError
 from core.data.split import split_indices
 from core.data.text import encode_dataset
+from core.errors import SpecError, SpecInvalid
 from core.nn.build import LayerRow
 from core.nn.models import build_model
-from core.spec.errors import SpecError, SpecInvalid, from_validation_error
-from core.spec.schema import ExperimentSpec
-
-
-def parse_spec(document: Any) -> ExperimentSpec:
-    """The spec with defaults filled in, or SpecInvalid with a pointer for every problem."""
-    if not isinstance(document, dict):
-        raise SpecInvalid([SpecError("", "the spec must be a JSON object")])
-    try:
-        return ExperimentSpec.model_validate(document)
-    except ValidationError as exc:
-        raise SpecInvalid(from_validation_error(exc, document, ExperimentSpec)) from None
+from core.spec.schema import ExperimentSpec, parse_spec
 
 
 def output_units(spec: ExperimentSpec, data: Dataset) -> int:

@@ -1,39 +1,15 @@
-"""Validation errors as ``{pointer, message, hint}`` with JSON pointers into the submitted document."""
+"""Pydantic's validation errors as spec errors: JSON pointers into the submitted document and
+did-you-mean hints."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from core.errors import SpecError, pointer
 from core.registry import close_matches
-
-
-@dataclass(frozen=True)
-class SpecError:
-    """One problem with a spec: where (a JSON pointer), what, and how to fix it."""
-
-    pointer: str
-    message: str
-    hint: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class SpecInvalid(ValueError):
-    """A spec that cannot run; ``errors`` lists every problem found."""
-
-    def __init__(self, errors: list[SpecError]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{e.pointer or '/'}: {e.message}" for e in errors))
-
-
-def pointer(*parts: str | int) -> str:
-    """A JSON pointer (RFC 6901) from path parts."""
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 def _document_path(loc: tuple[Any, ...], document: Any) -> list[str | int]:
@@ -77,8 +53,8 @@ def _pick(models: list[type[BaseModel]], node: Any) -> type[BaseModel] | None:
     return None
 
 
-def known_keys(root: type[BaseModel], document: Any, path: list[str | int]) -> list[str]:
-    """The keys allowed in the object at ``path`` of the document, per the schema."""
+def _members_at(root: type[BaseModel], document: Any, path: list[str | int]) -> tuple[list[type[BaseModel]], Any]:
+    """The models the object at ``path`` of the document may be (a tagged union's members), and the object."""
     models, node = [root], document
     for part in path:
         if isinstance(part, int):
@@ -87,10 +63,63 @@ def known_keys(root: type[BaseModel], document: Any, path: list[str | int]) -> l
         model = _pick(models, node)
         field = model.model_fields.get(part) if model else None
         if field is None:
-            return []
+            return [], None
         models, node = _models_in(field.annotation), node[part]
-    model = _pick(models, node)
+    return models, node
+
+
+def known_keys(root: type[BaseModel], document: Any, path: list[str | int]) -> list[str]:
+    """The keys allowed in the object at ``path`` of the document, per the schema."""
+    model = _pick(*_members_at(root, document, path))
     return list(model.model_fields) if model else []
+
+
+def _count_or_list(annotation: Any) -> type | None:
+    """``int`` or ``list`` for a field that takes a count or a list (``None`` allowed besides), else None."""
+    if get_origin(annotation) in (Union, UnionType):
+        options = [arg for arg in get_args(annotation) if arg is not type(None)]
+        annotation = options[0] if len(options) == 1 else None
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return int if annotation is int else list if get_origin(annotation) is list else None
+
+
+def _tag(model: type[BaseModel]) -> str:
+    return str(model.model_fields["type"].default)
+
+
+def _either(names: list[str]) -> str:
+    quoted = [repr(name) for name in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+_AS = {int: "an integer", list: "a list"}
+
+
+def count_or_list(root: type[BaseModel], document: Any, path: list[str | int], given: Any) -> SpecError | None:
+    """The error for a count given where a list goes, or a list where a count goes, in a field that
+    other members of the same tagged union take the other way (``layers``: a count for ``rnn``, a
+    list for ``sequential``); None when the field has no such double meaning."""
+    if not path or not isinstance(path[-1], str):
+        return None
+    name, (members, node) = path[-1], _members_at(root, document, path[:-1])
+    model = _pick(members, node)
+    field = model.model_fields.get(name) if model and "type" in model.model_fields else None
+    takes = _count_or_list(field.annotation) if field else None
+    gave = type(given)  # bool is not a count here
+    if field is None or takes is None or gave not in _AS:
+        return None
+    others = [m for m in members if name in m.model_fields and _count_or_list(m.model_fields[name].annotation) is gave]
+    if not others:
+        return None
+    what = f"{getattr(model, 'kind', '')} type".strip()
+    about = f"{field.description} ({_AS[takes]})" if field.description else _AS[takes]
+    example = f'{{"type": "{_tag(others[-1])}", "{name}": {given if gave is int else "[...]"}}}'
+    take = "takes" if len(others) == 1 else "take"
+    hint = f"{what} {_either([_tag(m) for m in others])} {take} {name!r} as {_AS[gave]}: e.g. {example}"
+    if gave is int and get_args(field.annotation) == (int,):  # list[int]: a list of one may be meant
+        hint = f"for one, write [{given}]; {hint}"
+    return SpecError(pointer(*path), f"for {what} {_tag(model)!r}, {name!r} is {about}", hint)
 
 
 def from_validation_error(exc: ValidationError, document: Any, root: type[BaseModel]) -> list[SpecError]:
@@ -116,6 +145,8 @@ def from_validation_error(exc: ValidationError, document: Any, root: type[BaseMo
             matches = close_matches(str(path[-1]), keys)
             message = f"unknown key {path[-1]!r}"
             hint = f"did you mean {matches[0]!r}?" if matches else "known keys: " + ", ".join(keys)
+        elif kind in ("int_type", "list_type") and (double := count_or_list(root, document, path, err.get("input"))):
+            message, hint = double.message, double.hint
         elif kind == "spec_rule":
             path = list(ctx.get("path", path))
             hint = ctx.get("hint") or None

@@ -1,0 +1,57 @@
+"""The layout of a run's folder, in one place: what each file is called, what the downloadable
+archive holds, where checkpoints and a k-fold run's folds go.
+
+A single run's folder holds its trained model (``WEIGHTS``, ``PREPROCESSING``, ``TOKENIZER`` for
+text, ``META``), the resolved ``SPEC``, its ``METRICS`` and ``SUMMARY``; ``CHECKPOINT`` while it
+trains, and ``ONNX`` once exported. A k-fold run's folder holds ``SPEC``, ``SUMMARY`` and one
+single-run folder per fold (``fold_1/``, ...)."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+WEIGHTS = "model.safetensors"
+PREPROCESSING = "preprocessing.safetensors"
+SPEC = "spec.json"
+META = "meta.json"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+TOKENIZER = "tokenizer.json"
+ONNX = "model.onnx"
+CHECKPOINT = "checkpoint"
+
+ARCHIVE = (WEIGHTS, PREPROCESSING, SPEC, META, SUMMARY, TOKENIZER)  # `GET .../artifacts/model` (those present)
+
+
+def fold_folder(folder: Path, fold: int) -> Path:
+    """The folder of fold ``fold`` (1-based) of a k-fold run."""
+    return folder / f"fold_{fold}"
+
+
+def checkpoint_folder(folder: Path) -> Path:
+    return folder / CHECKPOINT
+
+
+def has_model(folder: Path) -> bool:
+    """Whether the folder holds one trained model (a k-fold run's top folder does not)."""
+    return (folder / WEIGHTS).is_file()
+
+
+def stored_files(folder: Path) -> list[Path]:
+    """Every file of a finished run, checkpoints and partial writes excluded, in sorted order."""
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and not any(part.startswith(CHECKPOINT) for part in path.relative_to(folder).parts)
+        and not path.name.endswith(".partial")
+    )
+
+
+def finished_summary(folder: Path) -> dict[str, Any] | None:
+    """The summary of a training that finished and saved itself in ``folder``, else None."""
+    path = folder / SUMMARY
+    if not (path.is_file() and has_model(folder)):
+        return None
+    summary = json.loads(path.read_text())
+    return summary if summary.get("status") == "succeeded" else None
