@@ -1,9 +1,10 @@
 """A trained model in a run's folder (``core.run_folder`` names the files): ``save_model`` writes
-the weights and fitted preprocessing (safetensors), the resolved spec, what the data looked like
-and the summary; ``load_trained`` reads them back for predictions. Nothing is unpickled."""
+the weights and fitted preprocessing of the features and, when scaled, of the targets
+(safetensors), the resolved spec, what the data looked like and the summary; ``load_trained``
+reads them back for predictions. Nothing is unpickled."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,11 +12,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.data.preprocess import apply_preprocessing
+from core.data.preprocess import apply_preprocessing, invert_preprocessing
 from core.data.text import Tokenizer
 from core.errors import SpecError, SpecInvalid
 from core.nn.models import build_model
-from core.run_folder import META, PREPROCESSING, SPEC, SUMMARY, TOKENIZER, WEIGHTS
+from core.run_folder import META, PREPROCESSING, SPEC, SUMMARY, TARGET_PREPROCESSING, TOKENIZER, WEIGHTS
 from core.spec.schema import ExperimentSpec
 from core.task import fit_output
 
@@ -32,14 +33,18 @@ def save_model(
     *,
     model: torch.nn.Module,
     fitted_preprocessing: dict[str, torch.Tensor],
+    fitted_target_preprocessing: dict[str, torch.Tensor],
     plan: "Plan",
     summary: dict[str, Any],
 ) -> None:
-    """Write a trained model, its preprocessing, the resolved spec and the summary to ``folder``."""
+    """Write a trained model, its preprocessing (of the features; of the targets when the spec
+    scales them), the resolved spec and the summary to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     save_file(_cpu(model.state_dict()), folder / WEIGHTS)
     save_file(_cpu(fitted_preprocessing), folder / PREPROCESSING)
     spec, data = plan.spec, plan.data
+    if spec.data.target_preprocess:
+        save_file(_cpu(fitted_target_preprocessing), folder / TARGET_PREPROCESSING)
     (folder / SPEC).write_text(spec.model_dump_json(indent=2))
     meta = {
         "input_shape": list(data.sample_shape),
@@ -59,7 +64,8 @@ def save_model(
 
 @dataclass
 class TrainedModel:
-    """A trained network with the exact preprocessing of its training run."""
+    """A trained network with the exact preprocessing of its training run (and of its targets,
+    inverted on the way out)."""
 
     spec: ExperimentSpec
     model: torch.nn.Module
@@ -67,6 +73,7 @@ class TrainedModel:
     input_shape: tuple[int, ...]
     classes: list[str] | None
     tokenizer: Tokenizer | None = None  # text models: raw strings in, token ids to the model
+    fitted_target_preprocessing: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def inputs_tensor(self, inputs: list[Any]) -> torch.Tensor:
         """Raw inputs (a list of samples, each shaped like a training sample or a flat row of its
@@ -113,12 +120,13 @@ class TrainedModel:
 
     def outputs(self, inputs: torch.Tensor) -> torch.Tensor:
         """Raw inputs (N, *input_shape) through the stored preprocessing and the model: class
-        probabilities (N, C), or regression values."""
+        probabilities (N, C), or regression values in the targets' original units."""
         if self.tokenizer is None:
             inputs = inputs.float()
         output = self.model(apply_preprocessing(self.spec.data.preprocess, self.fitted_preprocessing, inputs))
         if self.spec.task == "regression":
-            return fit_output(output)
+            target_steps = self.spec.data.target_preprocess
+            return invert_preprocessing(target_steps, self.fitted_target_preprocessing, fit_output(output))
         if self.spec.task == "binary":
             positive = torch.sigmoid(fit_output(output))
             return torch.stack([1 - positive, positive], dim=-1)
@@ -146,6 +154,7 @@ def load_trained(folder: Path) -> TrainedModel:
     model.load_state_dict(load_file(folder / WEIGHTS))
     model.eval()
     tokenizer = Tokenizer.from_json((folder / TOKENIZER).read_text()) if (folder / TOKENIZER).exists() else None
+    targets = load_file(folder / TARGET_PREPROCESSING) if spec.data.target_preprocess else {}
     return TrainedModel(
-        spec, model, load_file(folder / PREPROCESSING), tuple(meta["input_shape"]), meta["classes"], tokenizer
+        spec, model, load_file(folder / PREPROCESSING), tuple(meta["input_shape"]), meta["classes"], tokenizer, targets
     )

@@ -1,9 +1,10 @@
 """The layout of a run's folder, in one place: what each file is called, what the downloadable
 archive holds, where checkpoints and a k-fold run's folds go.
 
-A single run's folder holds its trained model (``WEIGHTS``, ``PREPROCESSING``, ``TOKENIZER`` for
-text, ``META``), the resolved ``SPEC``, its ``METRICS`` and ``SUMMARY``; ``CHECKPOINT`` while it
-trains, and ``ONNX`` once exported. A k-fold run's folder holds ``SPEC``, ``SUMMARY`` and one
+A single run's folder holds its trained model (``WEIGHTS``, ``PREPROCESSING``,
+``TARGET_PREPROCESSING`` when the spec scales its targets, ``TOKENIZER`` for text, ``META``),
+the resolved ``SPEC``, its ``METRICS`` and ``SUMMARY``; ``CHECKPOINT`` while it trains, and
+``ONNX`` once exported. A k-fold run's folder holds ``SPEC``, ``SUMMARY`` and one
 single-run folder per fold (``fold_1/``, ...)."""
 
 import json
@@ -12,6 +13,7 @@ from typing import Any
 
 WEIGHTS = "model.safetensors"
 PREPROCESSING = "preprocessing.safetensors"
+TARGET_PREPROCESSING = "target_preprocessing.safetensors"
 SPEC = "spec.json"
 META = "meta.json"
 METRICS = "metrics.jsonl"
@@ -20,7 +22,8 @@ TOKENIZER = "tokenizer.json"
 ONNX = "model.onnx"
 CHECKPOINT = "checkpoint"
 
-ARCHIVE = (WEIGHTS, PREPROCESSING, SPEC, META, SUMMARY, TOKENIZER)  # `GET .../artifacts/model` (those present)
+# `GET .../artifacts/model` (those present)
+ARCHIVE = (WEIGHTS, PREPROCESSING, TARGET_PREPROCESSING, SPEC, META, SUMMARY, TOKENIZER)
 
 
 def fold_folder(folder: Path, fold: int) -> Path:

@@ -113,8 +113,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     specs = [p.resolve() for p in args.specs] or sorted(ROOT.rglob("*.json"))
-    with data_access(data_root=ROOT.parent):  # file sources: under the repository root, as the CLI there
-        for path in specs:
+    for path in specs:
+        with data_access(local_base=path.parent):  # file sources: next to the spec, as the CLI reads them
             measure(path)
 
 

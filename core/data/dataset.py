@@ -50,12 +50,14 @@ class Dataset:
 
 @dataclass
 class Splits:
-    """Train / validation / test parts (validation and test may be empty)."""
+    """Train / validation / test parts (validation and test may be empty), and the preprocessing
+    fitted on the training part: of the features, and of the targets (``data.target_preprocess``)."""
 
     train: Dataset
     validation: Dataset | None
     test: Dataset | None
     fitted_preprocessing: dict[str, torch.Tensor] = field(default_factory=dict)
+    fitted_target_preprocessing: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to(self, device: torch.device) -> "Splits":
         return Splits(
@@ -63,6 +65,7 @@ class Splits:
             self.validation.to(device) if self.validation is not None else None,
             self.test.to(device) if self.test is not None else None,
             self.fitted_preprocessing,
+            self.fitted_target_preprocessing,
         )
 
 

@@ -1,8 +1,10 @@
 """Preprocessing steps fitted on the training split only; their state is a dict of tensors,
-stored with the model (safetensors) and applied again at prediction by ``apply_preprocessing``."""
+stored with the model (safetensors) and applied again at prediction by ``apply_preprocessing``.
+The invertible steps also scale regression targets (``data.target_preprocess``): the model's
+outputs go back to the targets' units through ``invert_preprocessing``."""
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -23,11 +25,17 @@ class PreprocessShapeError(ValueError):
 
 
 class PreprocessSpec(TypedSpec):
+    invertible: ClassVar[bool] = False  # has ``inverse``: may scale regression targets
+
     def fit(self, x: torch.Tensor) -> State:
         """Statistics of the training features ``x`` (N, *sample_shape)."""
         raise NotImplementedError
 
     def transform(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        raise NotImplementedError
+
+    def inverse(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        """Undo ``transform`` (only for ``invertible`` steps)."""
         raise NotImplementedError
 
     def output_shape(self, shape: Shape) -> Shape:
@@ -37,9 +45,10 @@ class PreprocessSpec(TypedSpec):
 
 @PREPROCESSORS.add
 class ZeroCenter(PreprocessSpec):
-    """Subtract the training mean of every feature."""
+    """Subtract the training mean of every feature. Also a ``data.target_preprocess`` step."""
 
     type: Literal["zero_center"] = "zero_center"
+    invertible: ClassVar[bool] = True
 
     def fit(self, x: torch.Tensor) -> State:
         return {"mean": x.mean(0)}
@@ -47,12 +56,17 @@ class ZeroCenter(PreprocessSpec):
     def transform(self, x: torch.Tensor, state: State) -> torch.Tensor:
         return x - state["mean"]
 
+    def inverse(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        return x + state["mean"]
+
 
 @PREPROCESSORS.add
 class Standardize(PreprocessSpec):
-    """(x - mean) / std per feature, training statistics; constant features keep std 1."""
+    """(x - mean) / std per feature, training statistics; constant features keep std 1. Also a
+    ``data.target_preprocess`` step."""
 
     type: Literal["standardize"] = "standardize"
+    invertible: ClassVar[bool] = True
 
     def fit(self, x: torch.Tensor) -> State:
         std = x.std(0, unbiased=False)
@@ -61,12 +75,17 @@ class Standardize(PreprocessSpec):
     def transform(self, x: torch.Tensor, state: State) -> torch.Tensor:
         return (x - state["mean"]) / state["std"]
 
+    def inverse(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        return x * state["std"] + state["mean"]
+
 
 @PREPROCESSORS.add
 class MinMax(PreprocessSpec):
-    """Scale every feature to [0, 1] by the training minimum and maximum."""
+    """Scale every feature to [0, 1] by the training minimum and maximum. Also a
+    ``data.target_preprocess`` step."""
 
     type: Literal["minmax"] = "minmax"
+    invertible: ClassVar[bool] = True
 
     def fit(self, x: torch.Tensor) -> State:
         low, high = x.amin(0), x.amax(0)
@@ -75,6 +94,9 @@ class MinMax(PreprocessSpec):
 
     def transform(self, x: torch.Tensor, state: State) -> torch.Tensor:
         return (x - state["min"]) / state["span"]
+
+    def inverse(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        return x * state["span"] + state["min"]
 
 
 def _eigen(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -156,12 +178,20 @@ def fit_preprocessing(steps: list[PreprocessSpec], x: torch.Tensor) -> State:
     return fitted
 
 
+def _state_of(index: int, fitted: State, device: torch.device) -> State:
+    prefix = f"{index}."
+    return {key.removeprefix(prefix): value.to(device) for key, value in fitted.items() if key.startswith(prefix)}
+
+
 def apply_preprocessing(steps: list[PreprocessSpec], fitted: State, x: torch.Tensor) -> torch.Tensor:
     """Apply fitted steps to new features (validation, test, prediction inputs)."""
     for index, step in enumerate(steps):
-        prefix = f"{index}."
-        state = {
-            key.removeprefix(prefix): value.to(x.device) for key, value in fitted.items() if key.startswith(prefix)
-        }
-        x = step.transform(x, state)
+        x = step.transform(x, _state_of(index, fitted, x.device))
+    return x
+
+
+def invert_preprocessing(steps: list[PreprocessSpec], fitted: State, x: torch.Tensor) -> torch.Tensor:
+    """Undo fitted invertible steps, last first (model outputs back to the targets' units)."""
+    for index in reversed(range(len(steps))):
+        x = steps[index].inverse(x, _state_of(index, fitted, x.device))
     return x

@@ -202,7 +202,7 @@ class Builtin(SourceSpec):
                         "key": key,
                         "what": "bundled set" if self.name in BUNDLED else "generator",
                         "name": self.name,
-                        "takes": ", ".join(takes) + (" (a subset)" if self.name in BUNDLED else ""),
+                        "takes": "only n_samples (a subset's size)" if self.name in BUNDLED else ", ".join(takes),
                         "path": ["data", "source", key],
                         "hint": f"remove '{key}'; the sets that take it: " + ", ".join(others),
                     },

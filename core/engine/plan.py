@@ -67,7 +67,8 @@ class Plan:
 
 def _encode_text(spec: ExperimentSpec, data: Dataset) -> Dataset:
     """Text as token ids, with the vocabulary built on the training split (all non-test rows for
-    k-fold). Text takes no preprocessing: the default standardize is dropped, an explicit one refused."""
+    k-fold). Text takes no preprocessing: the default standardize is dropped (from the plan's own
+    copy of the spec), an explicit one refused."""
     if "preprocess" not in spec.data.model_fields_set:
         spec.data.preprocess = []
     errors = [
@@ -132,9 +133,13 @@ def _check_finite(data: Dataset) -> None:
 
 def plan_experiment(spec: ExperimentSpec) -> Plan:
     """Load the data and check the spec against it; raises SpecInvalid naming the field or layer.
+    The plan holds the resolved spec (a copy: ``spec`` itself is left as it was), with what the
+    data decides filled in (text drops the default preprocessing; augmentations bound to the data).
 
     File and uploaded sources read through ``core.data.files.data_access`` (the allowed data root
-    and the resolver of uploaded ids)."""
+    or the CLI's spec folder, and the resolver of uploaded ids)."""
+    augment = [step.model_copy(deep=True) for step in spec.data.augment]  # bound to the data below
+    spec = spec.model_copy(update={"data": spec.data.model_copy(update={"augment": augment})})
     data = spec.data.source.load(task=spec.task, seed=spec.seed)
     _check_finite(data)
     if data.kind == "text":

@@ -68,6 +68,7 @@ class RunResult:
             "steps": self.steps,
             "params": self.params,
             "seconds": round(self.seconds, 3),
+            **loss_scale(self.plan.spec),
             **final,
         }
 
@@ -77,6 +78,7 @@ class RunResult:
             folder,
             model=self.model,
             fitted_preprocessing=self.splits.fitted_preprocessing,
+            fitted_target_preprocessing=self.splits.fitted_target_preprocessing,
             plan=self.plan,
             summary=self.summary(),
         )
@@ -85,19 +87,34 @@ class RunResult:
 def prepare_splits(
     spec: ExperimentSpec, data: Dataset, indices: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 ) -> Splits:
-    """Split (or take the given train / validation / test row indices), then fit preprocessing on
-    the training part only and apply it to every part."""
+    """Split (or take the given train / validation / test row indices), then fit preprocessing of
+    the features and of the targets (``data.target_preprocess``) on the training part only and
+    apply it to every part."""
     classify = spec.task != "regression"
     train, validation, test = indices or split_indices(data, spec.data.split, seed=spec.seed, classify=classify)
-    fitted = fit_preprocessing(spec.data.preprocess, data.x[torch.as_tensor(train)])
+    rows = torch.as_tensor(train)
+    fitted = fit_preprocessing(spec.data.preprocess, data.x[rows])
+    fitted_targets = fit_preprocessing(spec.data.target_preprocess, data.y[rows])
 
     def transformed(index: np.ndarray) -> Dataset | None:
         if len(index) == 0:
             return None
         part = data.subset(torch.as_tensor(index))
-        return replace(part, x=apply_preprocessing(spec.data.preprocess, fitted, part.x))
+        return replace(
+            part,
+            x=apply_preprocessing(spec.data.preprocess, fitted, part.x),
+            y=apply_preprocessing(spec.data.target_preprocess, fitted_targets, part.y),
+        )
 
-    return Splits(transformed(train), transformed(validation), transformed(test), fitted)  # type: ignore[arg-type]
+    parts = transformed(train), transformed(validation), transformed(test)
+    return Splits(*parts, fitted, fitted_targets)  # type: ignore[arg-type]
+
+
+def loss_scale(spec: ExperimentSpec) -> dict[str, str]:
+    """``{"loss_scale": ...}`` for a summary when the targets were transformed (its losses are on
+    that scale, its predictions in the original units), else nothing."""
+    steps = spec.data.target_preprocess
+    return {"loss_scale": "targets after " + ", ".join(step.type for step in steps)} if steps else {}
 
 
 def engine_callbacks(spec: ExperimentSpec) -> list[Callback]:
@@ -164,6 +181,7 @@ def run_experiment(
         raise ValueError("a k-fold spec trains once per fold: use train_run")
     started = time.perf_counter()
     plan = plan or plan_experiment(spec)
+    spec = plan.spec  # the resolved spec: augmentations bound to the data
     torch_device = pick_device(device)
     torch.manual_seed(spec.seed)
     splits = (splits or prepare_splits(spec, plan.data)).to(torch_device)
@@ -255,6 +273,7 @@ class KFoldResult:
             "kfold": len(self.folds),
             "params": self.plan.params,
             "seconds": round(self.seconds, 3),
+            **loss_scale(self.plan.spec),
             "folds": self.folds,
             "mean": mean,
             "std": std,

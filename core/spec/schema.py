@@ -29,6 +29,27 @@ class DataSpec(SpecModel):
         default_factory=lambda: [PREPROCESSORS.get("standardize")()], max_length=16
     )
     augment: list[AUGMENTATIONS.union()] = Field(default_factory=list, max_length=16)  # type: ignore[valid-type]
+    target_preprocess: list[PREPROCESSORS.union()] = Field(  # type: ignore[valid-type]
+        default_factory=list,
+        max_length=16,
+        description="regression only: invertible steps on the targets, inverted at prediction",
+    )
+
+    @model_validator(mode="after")
+    def _target_steps_are_invertible(self) -> "DataSpec":
+        for index, step in enumerate(self.target_preprocess):
+            if not step.invertible:
+                fitting = [name for name in PREPROCESSORS.names() if PREPROCESSORS.get(name).invertible]
+                raise PydanticCustomError(
+                    "spec_rule",
+                    "'{step}' does not apply to targets: it cannot be inverted back to their units",
+                    {
+                        "step": step.type,
+                        "path": ["data", "target_preprocess", index, "type"],
+                        "hint": "use " + " or ".join(repr(n) for n in fitting),
+                    },
+                )
+        return self
 
 
 class EarlyStoppingSpec(SpecModel):
@@ -87,7 +108,20 @@ class ExperimentSpec(SpecModel):
                     "hint": "use " + " or ".join(repr(n) for n in fitting),
                 },
             )
+        if self.data.target_preprocess and self.task != "regression":
+            raise PydanticCustomError(
+                "spec_rule",
+                "target_preprocess scales regression targets; task '{task}' has class labels",
+                {
+                    "task": self.task,
+                    "path": ["data", "target_preprocess"],
+                    "hint": "remove it or use task 'regression'",
+                },
+            )
         stopping = self.regularization.early_stopping
+        asked = "early_stopping" in self.regularization.model_fields_set
+        if stopping is not None and not asked and not self.data.split.has_validation:
+            self.regularization.early_stopping = stopping = None  # the default watches a validation split
         if stopping is not None:
             if stopping.monitor.startswith("val_") and not self.data.split.has_validation:
                 raise PydanticCustomError(

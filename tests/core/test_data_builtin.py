@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,3 +144,20 @@ def test_sine_series_classes_apply_to_classification_only():
         task="classification", seed=0
     )
     assert len(default.classes) == 3
+
+
+def test_the_data_guide_lists_each_sets_parameters_and_defaults():
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "data.md").read_text()
+    guide = guide.split("`builtin` names:")[1].split("\n\n")[1]  # the table of built-in sets
+    listed: dict[str, dict[str, str]] = {}
+    for names, parameters in re.findall(r"^\| (`\w+`(?:, `\w+`)*) \| [^|]+ \| ([^|]+) \| [^|]+ \|$", guide, re.M):
+        found = dict(re.findall(r"`(\w+)` \(([^;)]+)", parameters))
+        listed.update({name: found for name in re.findall(r"`(\w+)`", names)})
+    assert set(listed) == set(BUILTIN_SETS.names())
+    for name, documented in listed.items():
+        defaults = {
+            key: "the whole set" if value is None else str(value) for key, value in set_parameters(name).items()
+        }
+        if name == "sine_series":
+            defaults["classes"] = "3"  # None in the signature: 3 bands for classification
+        assert documented == defaults, name

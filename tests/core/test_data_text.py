@@ -77,7 +77,7 @@ def test_plan_builds_the_vocabulary_on_the_training_split():
     train_words = {w for i in train_rows for w in Tokenizer.tokens(plan.data.texts[i])}
     assert set(plan.data.tokenizer.vocab[2:]) == train_words
     assert plan.vocab_size == len(plan.data.tokenizer) and plan.data.kind == "text"
-    assert spec.data.preprocess == [], "text takes no preprocessing by default"
+    assert plan.spec.data.preprocess == [], "text takes no preprocessing by default"
     report = plan.report()
     assert report["data"]["kind"] == "text" and report["data"]["vocabulary"] == plan.vocab_size
     first = report["layers"][0]
@@ -171,7 +171,8 @@ def test_sine_series_classifies_frequency_bands():
     crossings = (data.x[:, 1:, 0].sign() != data.x[:, :-1, 0].sign()).sum(1).float()
     means = [crossings[data.y == band].mean().item() for band in range(3)]
     assert means[0] < means[1] < means[2]
-    binary = parse_spec({"task": "binary", "data": {"source": source}}).data.source.load(task="binary", seed=0)
+    binary_source = {**source, "classes": None}  # a binary task has 2 bands; 'classes' is refused there
+    binary = parse_spec({"task": "binary", "data": {"source": binary_source}}).data.source.load(task="binary", seed=0)
     assert binary.classes == ["0", "1"]
     document = {
         "epochs": 2,
@@ -180,3 +181,10 @@ def test_sine_series_classifies_frequency_bands():
         "diagnostics": QUIET,
     }
     assert train(document).status == "succeeded"
+
+
+def test_planning_returns_the_resolved_spec_and_leaves_its_input_as_it_was():
+    spec = parse_spec({"data": {"source": {"type": "builtin", "name": "toy_text"}}, "model": {"type": "rnn"}})
+    before = spec.model_dump()
+    plan = plan_experiment(spec)
+    assert plan.spec.data.preprocess == [] and spec.model_dump() == before

@@ -1,4 +1,4 @@
-"""Every spec in examples/ is valid as shipped (file sources resolve under the repository)."""
+"""Every spec in examples/ is valid as shipped (file sources resolve next to the spec, as the CLI reads them)."""
 
 import json
 from pathlib import Path
@@ -29,6 +29,6 @@ def test_there_are_examples_for_the_lessons() -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(ROOT / "examples")))
 def test_example_validates(path: Path) -> None:
-    with data_access(data_root=ROOT):
+    with data_access(local_base=path.parent):
         report = validate_document(json.loads(path.read_text()))
     assert report["valid"], report.get("errors")

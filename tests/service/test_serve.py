@@ -1,6 +1,7 @@
 """`trainyard serve` as a user starts it: real uvicorn, real HTTP, concurrent prediction clients
 batched, the OpenAPI document, and a SIGTERM that takes the worker down with the server."""
 
+import json
 import os
 import re
 import signal
@@ -17,6 +18,8 @@ import pytest
 
 from tests.service.conftest import ROOT, TERMINAL, small_spec, wait_for
 from tests.service.test_predict import digits_inputs
+
+WIDE = {**os.environ, "COLUMNS": "200"}
 
 
 def free_port() -> int:
@@ -92,6 +95,24 @@ def test_concurrent_clients_over_real_http_are_batched(served: tuple[subprocess.
 
     operation = client.get("/openapi.json").json()["paths"]["/v1/runs/{run_id}/predict"]["post"]
     assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/PredictRequest")
+
+
+def test_submit_wait_shows_progress_and_a_rounded_summary_table(
+    served: tuple[subprocess.Popen, httpx.Client], tmp_path: Path
+) -> None:
+    _, client = served
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(small_spec(epochs=3, name="submitted")))
+    command = [sys.executable, "-m", "cli.main", "submit", str(spec), "--url", str(client.base_url), "--wait"]
+    shown = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180, env=WIDE)
+    assert shown.returncode == 0, shown.stderr
+    assert "training" in shown.stderr and "3/3" in shown.stderr, shown.stderr  # the progress bar, as `train` shows
+    assert re.search(r"val_accuracy\W+0\.\d{4}\b", shown.stdout), shown.stdout  # the summary table, rounded
+    assert not re.search(r"\d\.\d{6,}", shown.stdout + shown.stderr), "no raw floats"
+    scripted = subprocess.run([*command, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert scripted.returncode == 0, scripted.stderr
+    summary = json.loads(scripted.stdout)
+    assert summary["status"] == "succeeded" and summary["epochs"] == 3 and 0.0 <= summary["val_accuracy"] <= 1.0
 
 
 def test_sigterm_stops_the_server_and_its_worker(served: tuple[subprocess.Popen, httpx.Client]) -> None:
