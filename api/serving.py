@@ -107,7 +107,11 @@ class ServedModel:
 
 
 def model_bytes(trained: TrainedModel) -> int:
-    tensors = [*trained.model.state_dict().values(), *trained.fitted_preprocessing.values()]
+    tensors = [
+        *trained.model.state_dict().values(),
+        *trained.fitted_preprocessing.values(),
+        *trained.fitted_target_preprocessing.values(),
+    ]
     return sum(t.numel() * t.element_size() for t in tensors)
 
 

@@ -6,7 +6,7 @@ reads them back for predictions. Nothing is unpickled."""
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,9 +20,6 @@ from core.run_folder import META, PREPROCESSING, SPEC, SUMMARY, TARGET_PREPROCES
 from core.spec.schema import ExperimentSpec
 from core.task import fit_output
 
-if TYPE_CHECKING:
-    from core.engine.plan import Plan
-
 
 def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
@@ -34,31 +31,23 @@ def save_model(
     model: torch.nn.Module,
     fitted_preprocessing: dict[str, torch.Tensor],
     fitted_target_preprocessing: dict[str, torch.Tensor],
-    plan: "Plan",
+    spec: ExperimentSpec,
+    meta: dict[str, Any],
+    tokenizer: Tokenizer | None,
     summary: dict[str, Any],
 ) -> None:
     """Write a trained model, its preprocessing (of the features; of the targets when the spec
-    scales them), the resolved spec and the summary to ``folder``."""
+    scales them), the resolved spec, what the data looked like (``meta``: shapes, classes) and
+    the summary to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     save_file(_cpu(model.state_dict()), folder / WEIGHTS)
     save_file(_cpu(fitted_preprocessing), folder / PREPROCESSING)
-    spec, data = plan.spec, plan.data
     if spec.data.target_preprocess:
         save_file(_cpu(fitted_target_preprocessing), folder / TARGET_PREPROCESSING)
     (folder / SPEC).write_text(spec.model_dump_json(indent=2))
-    meta = {
-        "input_shape": list(data.sample_shape),
-        "outputs": plan.outputs,
-        "classes": data.classes,
-        "task": spec.task,
-        "model_input_shape": list(plan.input_shape or data.sample_shape),
-        "kind": data.kind,
-        "vocab_size": plan.vocab_size,
-        "data_report": data.report,
-    }
     (folder / META).write_text(json.dumps(meta, indent=2))
-    if data.tokenizer is not None:
-        (folder / TOKENIZER).write_text(data.tokenizer.to_json())
+    if tokenizer is not None:
+        (folder / TOKENIZER).write_text(tokenizer.to_json())
     (folder / SUMMARY).write_text(json.dumps(summary, indent=2))
 
 

@@ -5,7 +5,6 @@ import warnings
 import numpy as np
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from core.data.dataset import Dataset
 from core.errors import SpecError, SpecInvalid
@@ -46,6 +45,8 @@ class SplitSpec(SpecModel):
 
 
 def _holdout(index: np.ndarray, labels: np.ndarray | None, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split  # here: validation splits only text data
+
     if fraction == 0.0:
         return index, index[:0]
     try:
@@ -88,6 +89,8 @@ def kfold_indices(
 
     The rows outside the test split are shuffled with the seed and cut into k folds
     (StratifiedKFold when stratifying); each fold is the validation split exactly once."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
     assert split.kfold is not None
     rest, _, test = split_indices(data, split, seed=seed, classify=classify)
     labels = _labels(data, split, classify)

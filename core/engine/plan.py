@@ -44,6 +44,19 @@ class Plan:
         activations = sum(math.prod(row.output_shape) for row in self.layer_table)
         return 4 * (self.params * (2 + states) + 2 * activations * self.spec.data.batch_size)
 
+    def model_meta(self) -> dict[str, Any]:
+        """What a trained model needs to be rebuilt and fed: shapes, classes, vocabulary (``meta.json``)."""
+        return {
+            "input_shape": list(self.data.sample_shape),
+            "outputs": self.outputs,
+            "classes": self.data.classes,
+            "task": self.spec.task,
+            "model_input_shape": list(self.input_shape or self.data.sample_shape),
+            "kind": self.data.kind,
+            "vocab_size": self.vocab_size,
+            "data_report": self.data.report,
+        }
+
     def report(self) -> dict[str, Any]:
         return {
             "valid": True,

@@ -79,7 +79,9 @@ class RunResult:
             model=self.model,
             fitted_preprocessing=self.splits.fitted_preprocessing,
             fitted_target_preprocessing=self.splits.fitted_target_preprocessing,
-            plan=self.plan,
+            spec=self.plan.spec,
+            meta=self.plan.model_meta(),
+            tokenizer=self.plan.data.tokenizer,
             summary=self.summary(),
         )
 

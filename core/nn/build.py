@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from core.errors import SpecError, SpecInvalid
 from core.nn.activations import ActivationSpec
@@ -29,11 +30,41 @@ class LayerRow:
         return asdict(self)
 
 
+GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}  # weight blocks per recurrent cell
+
+
+def _weighted_flops(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: Any) -> int:
+    """FLOPs of one call of a dense, conv or recurrent module from its shapes: 2 per multiply-add of
+    its matrix products and convolutions (bias additions, elementwise ops and gates not counted)."""
+    if isinstance(module, nn.Linear):
+        return 2 * module.in_features * output.numel()
+    if isinstance(module, nn.Conv1d | nn.Conv2d):
+        return 2 * output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+    if isinstance(module, nn.RNNBase):
+        rows = inputs[0].numel() // module.input_size  # batch × steps
+        directions = 2 if module.bidirectional else 1
+        width = GATES[module.mode] * module.hidden_size
+        sizes = [module.input_size] + [module.hidden_size * directions] * (module.num_layers - 1)
+        return 2 * rows * directions * width * sum(size + module.hidden_size for size in sizes)
+    return 0
+
+
 def forward_flops(module: nn.Module, shape: Shape) -> int:
-    """Forward FLOPs of a meta-device ``module`` for one sample (counted, not computed)."""
-    with FlopCounterMode(display=False) as counter:
+    """Forward FLOPs of a meta-device ``module`` for one sample: a batch of two runs on the meta
+    device (shapes only) with a hook on every submodule adding up ``_weighted_flops``."""
+    total = 0
+
+    def count(sub: nn.Module, inputs: tuple[torch.Tensor, ...], output: Any) -> None:
+        nonlocal total
+        total += _weighted_flops(sub, inputs, output)
+
+    hooks = [sub.register_forward_hook(count) for sub in module.modules()]
+    try:
         module(torch.empty((2, *shape), device="meta"))
-    return counter.get_total_flops() // 2
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total // 2
 
 
 class LayerBuilder:
