@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
-from typing import Any
 
-import torch
 from torch import nn
 
 from core.errors import SpecError, SpecInvalid
 from core.nn.activations import ActivationSpec
 from core.nn.layers import LayerShapeError, LayerSpec, Shape
+from core.nn.modules import ChannelsLast, Recurrent
 
 
 @dataclass
@@ -33,45 +32,35 @@ class LayerRow:
 GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}  # weight blocks per recurrent cell
 
 
-def _weighted_flops(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: Any) -> int:
-    """FLOPs of one call of a dense, conv or recurrent module from its shapes: 2 per multiply-add of
-    its matrix products and convolutions (bias additions, elementwise ops and gates not counted)."""
+def layer_flops(module: nn.Module, shape: Shape, out: Shape, inner: list[LayerRow]) -> int:
+    """Forward FLOPs of a built layer for one sample, from its input and output shapes: 2 per
+    multiply-add of its matrix products and convolutions, bias additions and elementwise ops left
+    out (the numbers of PyTorch's FlopCounterMode). A block (residual) sums its ``inner`` rows.
+
+    Counted without running the module: a forward pass on the meta device would load PyTorch's
+    compiler stack (torch._dynamo, sympy), seconds of start-up for `trainyard validate`."""
+    if isinstance(module, ChannelsLast):
+        module = module.inner
+    if isinstance(module, Recurrent):
+        module = module.rnn
     if isinstance(module, nn.Linear):
-        return 2 * module.in_features * output.numel()
+        return 2 * module.in_features * math.prod(out)
     if isinstance(module, nn.Conv1d | nn.Conv2d):
-        return 2 * output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+        return 2 * math.prod(out) * (module.in_channels // module.groups) * math.prod(module.kernel_size)
     if isinstance(module, nn.RNNBase):
-        rows = inputs[0].numel() // module.input_size  # batch × steps
+        steps = math.prod(shape) // module.input_size
         directions = 2 if module.bidirectional else 1
-        width = GATES[module.mode] * module.hidden_size
         sizes = [module.input_size] + [module.hidden_size * directions] * (module.num_layers - 1)
-        return 2 * rows * directions * width * sum(size + module.hidden_size for size in sizes)
-    return 0
-
-
-def forward_flops(module: nn.Module, shape: Shape) -> int:
-    """Forward FLOPs of a meta-device ``module`` for one sample: a batch of two runs on the meta
-    device (shapes only) with a hook on every submodule adding up ``_weighted_flops``."""
-    total = 0
-
-    def count(sub: nn.Module, inputs: tuple[torch.Tensor, ...], output: Any) -> None:
-        nonlocal total
-        total += _weighted_flops(sub, inputs, output)
-
-    hooks = [sub.register_forward_hook(count) for sub in module.modules()]
-    try:
-        module(torch.empty((2, *shape), device="meta"))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return total // 2
+        per_step = sum(2 * GATES[module.mode] * module.hidden_size * (size + module.hidden_size) for size in sizes)
+        return steps * directions * per_step
+    return sum(row.flops for row in inner)
 
 
 class LayerBuilder:
     """Builds layers in order, recording a row per layer.
 
-    ``last_module`` lets a layer (dropconnect) modify its predecessor; ``count_flops`` needs the
-    modules on the meta device (validation builds them there)."""
+    ``last_module`` lets a layer (dropconnect) modify its predecessor; ``count_flops`` fills the
+    rows' FLOPs (validation's layer table)."""
 
     def __init__(self, activation: ActivationSpec, *, count_flops: bool = False) -> None:
         self.activation = activation
@@ -89,6 +78,7 @@ class LayerBuilder:
             key = f"{index}_{layer.type}"
             row = LayerRow(prefix + key, where, layer.type, [], 0, 0)
             self.rows.append(row)
+            first_inner = len(self.rows)
             outer = (self._pointer, self._name)
             self._pointer, self._name = where, row.name
             try:
@@ -103,7 +93,8 @@ class LayerBuilder:
                 self.last_module = built.module
                 row.params = sum(p.numel() for p in built.module.parameters())
                 if self.count_flops:
-                    row.flops = forward_flops(built.module, shape)
+                    inner = [r for r in self.rows[first_inner:] if "." not in r.name[len(row.name) + 1 :]]
+                    row.flops = layer_flops(built.module, shape, built.shape, inner)
             shape = built.shape
         return nn.Sequential(OrderedDict(modules)), shape
 

@@ -1,5 +1,5 @@
-"""The layer table's FLOPs, counted from shapes by forward hooks (no compiler stack), agree with
-PyTorch's own FlopCounterMode on every layer type and the model heads around them."""
+"""The layer table's FLOPs, counted from the layers' shapes (no forward pass, no compiler stack),
+agree with PyTorch's own FlopCounterMode on every layer type and the model heads around them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from core.nn.build import forward_flops
+from core.nn.build import layer_flops
 from core.nn.models import MODELS, build_model
 from tests.core.test_layers import LAYER_CASES, VOCAB_SIZES
 
@@ -47,10 +47,8 @@ def test_flops_match_pytorch_flop_counter(name: str) -> None:
         shape = tuple(row.output_shape)
 
 
-def test_dense_and_conv_flops_by_formula() -> None:
-    with torch.device("meta"):
-        dense, conv = nn.Linear(20, 5), nn.Conv2d(3, 4, 3, padding=1)
-        lstm = nn.LSTM(3, 5, batch_first=True)
-    assert forward_flops(dense, (20,)) == 2 * 20 * 5
-    assert forward_flops(conv, (3, 8, 8)) == 2 * (4 * 8 * 8) * (3 * 3 * 3)
-    assert forward_flops(lstm, (6, 3)) == 2 * 6 * 4 * 5 * (3 + 5)  # per step: 4 gates over input and hidden
+def test_dense_conv_and_lstm_flops_by_formula() -> None:
+    dense, conv, lstm = nn.Linear(20, 5), nn.Conv2d(3, 4, 3, padding=1), nn.LSTM(3, 5, batch_first=True)
+    assert layer_flops(dense, (20,), (5,), []) == 2 * 20 * 5
+    assert layer_flops(conv, (3, 8, 8), (4, 8, 8), []) == 2 * (4 * 8 * 8) * (3 * 3 * 3)
+    assert layer_flops(lstm, (6, 3), (5,), []) == 2 * 6 * 4 * 5 * (3 + 5)  # per step: 4 gates on input and hidden
