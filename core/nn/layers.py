@@ -260,6 +260,10 @@ class Dense(LayerSpec):
 class TokenEmbedding(nn.Embedding):
     """nn.Embedding that takes token ids of any dtype (padding id 0 maps to a zero vector)."""
 
+    def reset_parameters(self) -> None:
+        if not self.weight.is_meta:  # validation's shape-only model: normal_ on meta loads torch._dynamo
+            super().reset_parameters()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.long())
 

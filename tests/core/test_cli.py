@@ -22,30 +22,83 @@ import sys
 from typer.testing import CliRunner
 from cli.main import app
 result = CliRunner().invoke(app, sys.argv[1:])
-print(result.exit_code, "torch" in sys.modules, "sklearn" in sys.modules)
+print(result.exit_code, " ".join(sys.modules))
 """
 
 
-def imports_after(args: list[str], data_dir: Path) -> tuple[int, bool, bool]:
+def imports_after(args: list[str], data_dir: Path) -> tuple[int, set[str]]:
+    """The exit code of the command and the modules loaded once it ran (in a fresh interpreter)."""
     env = {"TRAINYARD_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
         [sys.executable, "-c", PROBE, *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-    ).stdout.split()
-    return int(out[0]), out[1] == "True", out[2] == "True"
+    ).stdout.splitlines()[-1]
+    code, modules = out.split(" ", 1)
+    return int(code), set(modules.split())
 
 
 @pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["keys", "list"], ["keys", "create", "--help"]])
 def test_help_and_keys_do_not_import_torch(args: list[str], tmp_path: Path) -> None:
-    code, torch_loaded, sklearn_loaded = imports_after(args, tmp_path)
+    code, modules = imports_after(args, tmp_path)
     assert code == 0
-    assert not torch_loaded and not sklearn_loaded
+    assert "torch" not in modules and "sklearn" not in modules
 
 
 def test_validate_imports_torch_only_when_it_runs(tmp_path: Path) -> None:
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"data": {"source": {"type": "builtin", "name": "iris"}}}))
-    code, torch_loaded, _ = imports_after(["validate", str(spec)], tmp_path)
-    assert code == 0 and torch_loaded
+    code, modules = imports_after(["validate", str(spec)], tmp_path)
+    assert code == 0 and "torch" in modules
+
+
+COMPILER = ("torch._dynamo", "torch._inductor", "sympy")  # PyTorch's compiler stack: seconds of start-up
+
+
+def test_validate_counts_flops_without_the_compiler_stack(tmp_path: Path) -> None:
+    """The layer table (conv, norm, pooling, recurrent, dense FLOPs) and kornia augmentations are
+    checked without loading torch._dynamo, kornia or scikit-learn beyond the digits loader."""
+    layers = [
+        {"type": "conv", "filters": 4, "padding": "same"},
+        {"type": "batch_norm"},
+        {"type": "activation"},
+        {"type": "max_pool"},
+        {"type": "to_sequence"},
+        {"type": "lstm", "hidden": 8},
+        {"type": "dense", "units": 10},
+    ]
+    document = {
+        "data": {"source": {"type": "builtin", "name": "digits"}, "augment": [{"type": "rotate", "degrees": 10}]},
+        "model": {"type": "sequential", "layers": layers},
+    }
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(document))
+    code, modules = imports_after(["validate", str(spec)], tmp_path)
+    assert code == 0
+    assert "sklearn.datasets" in modules  # loading the bundled set is the one real cost
+    needless = {*COMPILER, "kornia", "sklearn.model_selection"} & modules
+    assert not needless, f"validation loads {sorted(needless)}"
+
+
+def test_validate_of_a_text_spec_loads_no_compiler_stack(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"data": {"source": {"type": "builtin", "name": "toy_text"}}, "model": {"type": "rnn"}}))
+    code, modules = imports_after(["validate", str(spec)], tmp_path)
+    assert code == 0
+    assert not set(COMPILER) & modules, f"validation loads {sorted(set(COMPILER) & modules)}"
+
+
+def test_validate_of_a_file_source_imports_no_scikit_learn(tmp_path: Path) -> None:
+    (tmp_path / "rows.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(20)))
+    document = {
+        "task": "binary",
+        "data": {"source": {"type": "file", "path": "rows.csv", "format": "csv", "target": "y"}},
+        "model": {"type": "mlp", "hidden": [8]},
+    }
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(document))
+    code, modules = imports_after(["validate", str(spec)], tmp_path)
+    assert code == 0
+    needless = {*COMPILER, "sklearn", "scipy"} & modules
+    assert not needless, f"validation loads {sorted(needless)}"
 
 
 class StopAfter(Callback):
