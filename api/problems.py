@@ -65,6 +65,17 @@ def invalid_input(exc: SpecInvalid) -> Problem:
     )
 
 
+def invalid_upload(exc: SpecInvalid) -> Problem:
+    """A 422 for an uploaded file that cannot be read as a data set (errors point at ``/file``)."""
+    return Problem(
+        422,
+        "Unreadable data set",
+        f"{len(exc.errors)} problem(s) in the upload",
+        exc.errors,
+        kind="/problems/invalid-upload",
+    )
+
+
 def invalid_request(errors: Sequence[Any]) -> Problem:
     """A 422 from pydantic's errors on a request: body locations become JSON pointers into the body."""
     found = []

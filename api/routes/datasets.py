@@ -6,8 +6,9 @@ from fastapi import APIRouter, File, Form, UploadFile, status
 from pydantic import BaseModel
 
 from api.deps import ServiceDep, SessionDep, TenantDep
-from api.problems import Problem
+from api.problems import Problem, invalid_upload
 from core.data.files import inspect_table
+from core.errors import SpecInvalid
 from core.store.datasets import create_dataset, get_dataset
 from core.store.models import DatasetFile
 
@@ -52,7 +53,10 @@ def upload_dataset(
     raw = file.file.read(limit + 1)
     if len(raw) > limit:
         raise Problem(413, "Upload too large", f"the limit is {service.settings.max_upload_mb} MiB")
-    report = inspect_table(raw, format=format, name=file.filename, at="/file")  # SpecInvalid → 422
+    try:
+        report = inspect_table(raw, format=format, name=file.filename, at="/file")
+    except SpecInvalid as exc:
+        raise invalid_upload(exc) from None
     row = create_dataset(
         session=session,
         data_dir=service.settings.data_dir,

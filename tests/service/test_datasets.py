@@ -56,6 +56,8 @@ def test_bad_upload_stores_nothing(client: TestClient, backend: Backend) -> None
         response = client.post("/v1/datasets", files={"file": (name, content, "application/octet-stream")})
         assert response.status_code == 422, (name, response.text)
         assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["type"] == "/problems/invalid-upload", "an upload is not a spec"
+        assert response.json()["title"] == "Unreadable data set" and response.json()["errors"][0]["pointer"] == "/file"
     after = sorted(folder.iterdir()) if folder.exists() else []
     assert after == before
     assert client.post("/v1/datasets", data={"format": "xls"}, files={"file": ("x.csv", b"a\n1\n")}).status_code == 422
