@@ -20,6 +20,20 @@ EXTRA_CASES: dict[str, tuple[list[dict], tuple[int, ...]]] = {
     "rnn_stacked_bidirectional": ([{"type": "rnn", "hidden": 4, "layers": 3, "bidirectional": True}], (5, 3)),
     "lstm_stacked_sequences": ([{"type": "lstm", "hidden": 6, "layers": 2, "return_sequences": True}], (4, 2)),
     "gru_bidirectional": ([{"type": "gru", "hidden": 3, "layers": 2, "bidirectional": True}], (7, 5)),
+    "residual_widening_body": (
+        [
+            {
+                "type": "residual",
+                "layers": [
+                    {"type": "conv", "filters": 6, "padding": "same"},
+                    {"type": "activation"},
+                    {"type": "conv", "filters": 3, "kernel": 1},
+                ],
+            },
+            {"type": "residual", "layers": [{"type": "conv", "filters": 3, "padding": "same"}]},
+        ],
+        (3, 5, 5),
+    ),
     "cnn_rnn": ([{"type": "conv", "filters": 2}, {"type": "to_sequence"}, {"type": "lstm", "hidden": 3}], (1, 6, 6)),
 }
 CASES = {name: (layers, shape) for name, (layers, shape, _, _) in LAYER_CASES.items()} | EXTRA_CASES
