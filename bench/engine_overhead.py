@@ -4,8 +4,9 @@ Every variant trains the same MLP (64 → 512 → 256 → 10, ReLU, Adam lr 1e-3
 same synthetic tabular set (20k × 64, 10 classes), held in memory as tensors; data preparation
 is not timed. The Trainyard variants run ``core.engine.trainer.Trainer`` set up the way
 ``run_experiment`` sets it up (model, init, optimizer, schedule, loss and callbacks from a
-spec: l2 0, constant schedule, no early stopping, no preprocessing). The plain loop uses
-torch.optim.Adam, randperm batching and calls ``.item()`` only at the end of an epoch.
+spec: l2 0, constant schedule, no early stopping, no preprocessing) plus what ``train_run``
+adds: metrics.jsonl and checkpoints under the default policy (every epoch, ≥ 10 s apart). The
+plain loop uses torch.optim.Adam, randperm batching and calls ``.item()`` only at the end of an epoch.
 
 All variants start from the same weights and draw the same batch order, so their training
 losses must agree: the last column checks that the engine does the same work. Epochs are
@@ -13,13 +14,14 @@ interleaved (plain, Trainyard, Trainyard + diagnostics, then again, the order ro
 noisy neighbour on the machine slows all variants alike; each variant's first epoch is
 warm-up and is not counted. A Trainyard epoch is one ``Trainer.fit(epochs=state.epoch + 1)``
 call on a Trainer kept across epochs (fit continues from ``state.epoch``, as a resumed run
-does), timed from its EPOCH_START to its EPOCH_END event (the epoch's steps, the metric sync
-and the epoch-end callbacks).
+does), timed from its EPOCH_START until every callback has handled its EPOCH_END (the epoch's
+steps, the metric sync, metrics.jsonl, a due checkpoint).
 
     python bench/engine_overhead.py            # 20k samples, 10 timed epochs per variant
     python bench/engine_overhead.py --quick    # 8k samples, 4 timed epochs per variant
     python bench/engine_overhead.py --tiny     # also a tiny MLP, where the engine's per-step cost shows
     python bench/engine_overhead.py --profile  # also: cProfile of the engine's own code
+    python bench/engine_overhead.py --end-to-end  # `trainyard train` processes, ~10 min (bench/end_to_end.py)
 
 Besides the timed epochs it times, piece by piece, what the engine adds to a step (fastest of
 several repeats, in process CPU time): on a shared machine that estimate is far steadier than
@@ -33,6 +35,7 @@ import math
 import pstats
 import statistics
 import sys
+import tempfile
 import time
 import timeit
 from collections.abc import Callable
@@ -44,10 +47,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core import run_folder
 from core.data.dataset import Dataset
-from core.engine.callbacks import History
+from core.engine.callbacks import History, MetricsFile
+from core.engine.checkpoint import Checkpointer
 from core.engine.events import Callback, Event, State
-from core.engine.run import engine_callbacks, training_state
+from core.engine.run import DEFAULT_CHECKPOINTS, engine_callbacks, training_state
 from core.engine.trainer import Trainer
 from core.nn.models import build_model, initialise
 from core.spec.schema import ExperimentSpec, parse_spec
@@ -57,36 +62,6 @@ TINY_HIDDEN = [8]  # compute is negligible: what remains per step is framework a
 PLAIN, BARE, FULL = "plain PyTorch", "Trainyard, no diagnostics", "Trainyard, diagnostics every 20 steps"
 BOTH = (BARE, FULL)
 TARGETS = {BARE: 1.03, FULL: 1.10}
-END_TO_END_HIDDEN = [1024, 1024]
-
-
-def end_to_end_spec(*, hidden: list[int], epochs: int) -> dict:
-    """The spec the end-to-end comparison trains: digits (split 0.6 / 0.2 / 0.2, standardized), an
-    MLP, Adam lr 1e-3, batch 128, constant lr, validation every epoch, no early stopping or diagnostics."""
-    return {
-        "name": "bench-epoch-cost",
-        "task": "classification",
-        "seed": SEED,
-        "epochs": epochs,
-        "data": {
-            "source": {"type": "builtin", "name": "digits"},
-            "split": {"validation": 0.2, "test": 0.2, "stratify": True},
-            "batch_size": BATCH,
-            "preprocess": [{"type": "standardize"}],
-        },
-        "model": {
-            "type": "mlp",
-            "hidden": hidden,
-            "activation": {"type": "relu"},
-            "init": {"type": "kaiming"},
-            "dropout": 0.0,
-        },
-        "loss": {"type": "cross_entropy"},
-        "optimizer": {"type": "adam", "lr": LR},
-        "schedule": {"type": "constant"},
-        "regularization": {"l1": 0.0, "l2": 0.0, "early_stopping": None},
-        "diagnostics": {"activations": False, "gradients": False},
-    }
 
 
 def spec_for(*, hidden: list[int], diagnostics: bool) -> ExperimentSpec:
@@ -162,13 +137,20 @@ class Timings:
 
 
 class EpochTimer(Callback):
-    """Times EPOCH_START → EPOCH_END; it is the first callback, so it starts before the others."""
+    """Starts the epoch's clock at EPOCH_START: the first callback, so it starts before the others."""
 
     def __init__(self, timings: Timings) -> None:
         self.timings = timings
 
     def on_epoch_start(self, state: State) -> None:
         self.timings.start()
+
+
+class EpochEndTimer(Callback):
+    """Stops it at EPOCH_END: the last callback, so every other epoch-end callback is inside."""
+
+    def __init__(self, timings: Timings) -> None:
+        self.timings = timings
 
     def on_epoch_end(self, state: State) -> None:
         self.timings.stop()
@@ -229,7 +211,8 @@ class PlainLoop:
 
 
 class TrainyardLoop:
-    """Trainyard's Trainer, set up as run_experiment sets it up (minus loading and splitting data)."""
+    """Trainyard's Trainer, set up as train_run sets it up (minus loading and splitting data): the
+    spec's callbacks, then metrics.jsonl and checkpoints under the default policy, in a temporary folder."""
 
     def __init__(self, data: Dataset, hidden: list[int], weights: list[torch.Tensor], *, diagnostics: bool) -> None:
         spec = spec_for(hidden=hidden, diagnostics=diagnostics)
@@ -239,7 +222,14 @@ class TrainyardLoop:
         self.state, scheduler = training_state(spec, model, device, data)
         self.timings = Timings()
         self.history = History()
-        callbacks = [EpochTimer(self.timings), self.history, *engine_callbacks(spec)]
+        self.folder = tempfile.TemporaryDirectory()  # removed with the loop
+        folder = Path(self.folder.name)
+        policy = DEFAULT_CHECKPOINTS
+        own = [
+            MetricsFile(folder / run_folder.METRICS),
+            Checkpointer(run_folder.checkpoint_folder(folder), policy.every_n_epochs, policy.min_interval_s),
+        ]
+        callbacks = [EpochTimer(self.timings), self.history, *engine_callbacks(spec), *own, EpochEndTimer(self.timings)]
         generator = torch.Generator(device=device).manual_seed(SEED)
         self.trainer = Trainer(self.state, callbacks, scheduler=scheduler, generator=generator, sync_every=50)
         self.data = data
@@ -388,12 +378,6 @@ def engine_components(data: Dataset, hidden: list[int], number: int) -> None:
         loss_sum += loss.detach() * len(x)
         correct += (output.detach().argmax(-1) == y).sum()
 
-    leaf = torch.ones(8, requires_grad=True)
-
-    def scalar_backward(penalty: bool) -> None:
-        loss = leaf.sum()
-        (loss + bare.trainer.penalty() if penalty else loss).backward()
-
     trainer, state = bare.trainer, bare.state
     full_trainer, full_state = full.trainer, full.state
     diagnostics = next(c for c in full_trainer.callbacks if type(c).__name__ == "Diagnostics")
@@ -427,16 +411,12 @@ def engine_components(data: Dataset, hidden: list[int], number: int) -> None:
     every = full_state.spec.diagnostics.every_n_steps
     step_us = best_microseconds(plain_step, number)
     full_state.step = 1
-    penalty_us = best_microseconds(lambda: scalar_backward(True), 20 * number) - best_microseconds(
-        lambda: scalar_backward(False), 20 * number
-    )
     hooks_us = best_microseconds(lambda: diagnosed_forward(0), 4 * number) - best_microseconds(
         lambda: diagnosed_forward(1), 4 * number
     )
     gradients_us = best_microseconds(diagnosed_gradients, 4 * number)
     pieces = [  # (what, µs per step, which Trainyard variants pay it)
         ("lr scheduler step (LambdaLR, constant)", best_microseconds(trainer.scheduler.step, 20 * number), BOTH),
-        ("loss + penalty() with l2 = 0 (an extra autograd add)", penalty_us, BOTH),
         ("metric sync every 50 steps (amortised)", best_microseconds(sync_fifty, 20 * number) / 50, BOTH),
         ("3 event fires, engine callbacks only", best_microseconds(lambda: fires(trainer), 20 * number), BARE),
         ("3 event fires with Diagnostics", best_microseconds(lambda: fires(full_trainer), 20 * number), FULL),
@@ -469,6 +449,20 @@ def profile(data: Dataset, hidden: list[int], epochs: int, top: int) -> None:
         print("\n".join(line for line in stream.getvalue().splitlines()[4:] if line.strip()))
 
 
+def end_to_end(args: argparse.Namespace) -> None:
+    """The per-epoch cost of `trainyard train` against a plain script, whole processes (bench/end_to_end.py)."""
+    from bench import end_to_end as e2e
+
+    options = {"rounds": args.rounds, "short": args.short, "long": args.long, "hidden": e2e.HIDDEN}
+    options |= {"threads": args.threads, "device": args.device}
+    started = time.perf_counter()
+    pieces = e2e.epoch_pieces(e2e.HIDDEN, args.device)
+    variants = e2e.measure(**options, progress=args.progress)
+    print_table(*e2e.table(variants, epochs=args.long - args.short, title=e2e.describe(**options)))
+    print_table(*pieces)
+    print(f"total {time.perf_counter() - started:.1f}s", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="8k samples, 4 timed epochs per variant")
@@ -477,7 +471,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for every variant (default 1)")
     parser.add_argument("--tiny", action="store_true", help="also measure a tiny MLP (64→8→10): the per-step cost")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of the engine's own code")
+    parser.add_argument(
+        "--end-to-end", action="store_true", help="instead: `trainyard train` vs a plain script, whole processes"
+    )
+    parser.add_argument("--rounds", type=int, default=9, help="end to end: rounds of processes (default 9)")
+    parser.add_argument("--short", type=int, default=5, help="end to end: epochs of the short runs (default 5)")
+    parser.add_argument("--long", type=int, default=45, help="end to end: epochs of the long runs (default 45)")
+    parser.add_argument("--device", default=None, help="end to end: cpu, cuda (default: cuda if present, as the CLI)")
+    parser.add_argument(
+        "--progress", action="store_true", help="end to end: also `trainyard train` with its bar on a terminal"
+    )
     args = parser.parse_args()
+    if args.end_to_end:
+        end_to_end(args)
+        return
     samples = args.samples or (8000 if args.quick else 20000)
     epochs = args.epochs or (4 if args.quick else 10)
     torch.set_num_threads(args.threads)

@@ -16,32 +16,27 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.engine_overhead import END_TO_END_HIDDEN, PlainLoop, end_to_end_spec
-from core.data.dataset import Dataset
+from bench.end_to_end import HIDDEN, flat, spec
+from bench.engine_overhead import PlainLoop
 from core.engine.plan import plan_experiment
 from core.engine.run import pick_device, prepare_splits
 from core.nn.models import build_model, initialise
 from core.spec.schema import parse_spec
 
 
-def flat(data: Dataset) -> Dataset:
-    """The samples as rows (the engine's MLP starts with a Flatten: the same values)."""
-    return Dataset(data.x.reshape(len(data), -1), data.y, "tabular", data.classes)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, required=True)
-    parser.add_argument("--hidden", type=int, nargs="+", default=END_TO_END_HIDDEN)
+    parser.add_argument("--hidden", type=int, nargs="+", default=HIDDEN)
     parser.add_argument("--device", default=None, help="cpu, cuda (default: cuda if present, as the CLI)")
     args = parser.parse_args()
-    spec = parse_spec(end_to_end_spec(hidden=args.hidden, epochs=args.epochs))
-    plan = plan_experiment(spec)
+    experiment = parse_spec(spec(hidden=args.hidden, epochs=args.epochs))
+    plan = plan_experiment(experiment)
     device = pick_device(args.device)
-    torch.manual_seed(spec.seed)  # as run_experiment: the same splits and initial weights
-    splits = prepare_splits(spec, plan.data).to(device)
-    model, _ = build_model(spec.model, plan.input_shape or plan.data.sample_shape, plan.outputs)
-    initialise(model, spec.model.init)
+    torch.manual_seed(experiment.seed)  # as run_experiment: the same splits and initial weights
+    splits = prepare_splits(experiment, plan.data).to(device)
+    model, _ = build_model(experiment.model, plan.input_shape or plan.data.sample_shape, plan.outputs)
+    initialise(model, experiment.model.init)
     weights = [p.detach().clone() for p in model.parameters()]
     train, validation = flat(splits.train), flat(splits.validation)  # type: ignore[arg-type]
     loop = PlainLoop(train, args.hidden, weights, device)

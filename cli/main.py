@@ -92,9 +92,12 @@ def validate(
 
 class EpochProgress:
     """Rich progress bars over epochs, one per training (per fold of a k-fold run), showing the
-    latest per-epoch losses and accuracies rounded; on stderr, so --json output stays clean."""
+    latest per-epoch losses and accuracies rounded; on stderr (or ``console``), so --json output
+    stays clean. It redraws itself once a second: it changes once an epoch (and its elapsed time
+    once a second), and each redraw on a terminal costs milliseconds the training would have
+    (rich's default of 10 a second took ~3% of a 0.4 s digits epoch, bench/end_to_end.py)."""
 
-    def __init__(self, epochs: int, *, disable: bool) -> None:
+    def __init__(self, epochs: int, *, disable: bool, console: Console | None = None) -> None:
         self.epochs = epochs
         self.progress = Progress(
             TextColumn("{task.fields[label]}"),
@@ -102,7 +105,8 @@ class EpochProgress:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("{task.description}"),
-            console=err_console,
+            console=console or err_console,
+            refresh_per_second=1,
             disable=disable,
         )
         self.tasks: dict[int | None, TaskID] = {}
