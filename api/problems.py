@@ -44,36 +44,22 @@ def problem_response(problem: Problem) -> JSONResponse:
     return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers)
 
 
+def _invalid(exc: SpecInvalid, title: str, what: str, kind: str) -> Problem:
+    return Problem(422, title, f"{len(exc.errors)} problem(s) in the {what}", exc.errors, kind=f"/problems/{kind}")
+
+
 def invalid_spec(exc: SpecInvalid) -> Problem:
-    return Problem(
-        422,
-        "Invalid experiment spec",
-        f"{len(exc.errors)} problem(s) in the spec",
-        exc.errors,
-        kind="/problems/invalid-spec",
-    )
+    return _invalid(exc, "Invalid experiment spec", "spec", "invalid-spec")
 
 
 def invalid_input(exc: SpecInvalid) -> Problem:
     """A 422 for prediction inputs the model cannot take (each error points into the request body)."""
-    return Problem(
-        422,
-        "Invalid prediction input",
-        f"{len(exc.errors)} problem(s) in the inputs",
-        exc.errors,
-        kind="/problems/invalid-input",
-    )
+    return _invalid(exc, "Invalid prediction input", "inputs", "invalid-input")
 
 
 def invalid_upload(exc: SpecInvalid) -> Problem:
     """A 422 for an uploaded file that cannot be read as a data set (errors point at ``/file``)."""
-    return Problem(
-        422,
-        "Unreadable data set",
-        f"{len(exc.errors)} problem(s) in the upload",
-        exc.errors,
-        kind="/problems/invalid-upload",
-    )
+    return _invalid(exc, "Unreadable data set", "upload", "invalid-upload")
 
 
 def invalid_request(errors: Sequence[Any]) -> Problem:

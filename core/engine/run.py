@@ -288,6 +288,17 @@ class KFoldResult:
         (folder / run_folder.SUMMARY).write_text(json.dumps(self.summary(), indent=2))
 
 
+@dataclass(frozen=True)
+class _Options:
+    """How ``train_run`` trains, the same for every fold."""
+
+    callbacks: Sequence[Callback]
+    device: str | None
+    resume: bool
+    checkpoints: CheckpointPolicy
+    sync_every: int
+
+
 def train_run(
     plan: Plan,
     *,
@@ -302,50 +313,36 @@ def train_run(
     reporting through ``callbacks`` (shared by the folds of a k-fold run: ``state.fold`` tells
     them apart). With ``resume``, continue from the checkpoint the folder holds (a k-fold run
     also skips the folds it already finished). The caller saves the result."""
+    options = _Options(callbacks, device, resume, checkpoints, sync_every)
     if plan.spec.data.split.kfold:
-        return _train_kfold(plan, folder, callbacks, device, resume, checkpoints, sync_every)
-    return _train_in(plan, folder, callbacks, device, resume, checkpoints, sync_every)
+        return _train_kfold(plan, folder, options)
+    return _train_in(plan, folder, options)
 
 
 def _train_in(
-    plan: Plan,
-    folder: Path,
-    callbacks: Sequence[Callback],
-    device: str | None,
-    resume: bool,
-    checkpoints: CheckpointPolicy,
-    sync_every: int,
-    splits: Splits | None = None,
-    fold: int | None = None,
+    plan: Plan, folder: Path, options: _Options, splits: Splits | None = None, fold: int | None = None
 ) -> RunResult:
     """One training whose metrics and checkpoints go to ``folder``."""
     checkpoint = run_folder.checkpoint_folder(folder)
-    resume_from = load_checkpoint(checkpoint) if resume else None
+    resume_from = load_checkpoint(checkpoint) if options.resume else None
+    policy = options.checkpoints
     own = [
         MetricsFile(folder / run_folder.METRICS, keep_through_epoch=resume_from["epoch"] if resume_from else None),
-        Checkpointer(checkpoint, checkpoints.every_n_epochs, checkpoints.min_interval_s),
+        Checkpointer(checkpoint, policy.every_n_epochs, policy.min_interval_s),
     ]
     return run_experiment(
         plan.spec,
         plan=plan,
-        callbacks=[*own, *callbacks],
-        device=device,
-        sync_every=sync_every,
+        callbacks=[*own, *options.callbacks],
+        device=options.device,
+        sync_every=options.sync_every,
         splits=splits,
         resume_from=resume_from,
         fold=fold,
     )
 
 
-def _train_kfold(
-    plan: Plan,
-    folder: Path,
-    callbacks: Sequence[Callback],
-    device: str | None,
-    resume: bool,
-    checkpoints: CheckpointPolicy,
-    sync_every: int,
-) -> KFoldResult:
+def _train_kfold(plan: Plan, folder: Path, options: _Options) -> KFoldResult:
     """k-fold cross-validation (``data.split.kfold``): one training per fold, each validated on
     its fold and saved in its own folder as it ends; the test split (if any) is held out of every
     fold. Stops at the first fold that does not succeed."""
@@ -356,10 +353,10 @@ def _train_kfold(
     status, failure, retryable = RunStatus.SUCCEEDED, None, False
     for i, (train, held) in enumerate(indices, start=1):
         fold_folder = run_folder.fold_folder(folder, i)
-        summary = run_folder.finished_summary(fold_folder) if resume else None
+        summary = run_folder.finished_summary(fold_folder) if options.resume else None
         if summary is None:
             splits = prepare_splits(spec, plan.data, (train, held, test))  # preprocessing fitted on this fold's rows
-            result = _train_in(plan, fold_folder, callbacks, device, resume, checkpoints, sync_every, splits, i)
+            result = _train_in(plan, fold_folder, options, splits, i)
             if result.status == RunStatus.SUCCEEDED:
                 result.save(fold_folder)
                 remove_checkpoint(run_folder.checkpoint_folder(fold_folder))
