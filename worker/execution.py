@@ -118,7 +118,7 @@ class Heartbeat:
 def execute_run(*, run_id: str, context: WorkerContext) -> runs.ClaimOutcome | RunStatus:
     """Train run ``run_id`` if this worker wins the claim, from its last checkpoint when an earlier
     attempt died. Returns the final status, or why it did not train: SKIPPED (not queued any
-    more), DEFERRED (its tenant already has its quota of running runs) or REQUEUED (an
+    more), DEFERRED (its tenant already has its quota of running runs) or QUEUED again (an
     infrastructure failure: try again)."""
     with context.sessions() as session:
         claim = runs.claim_run(
