@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,35 +53,42 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT, env=env, stdout=log, stderr=log)
 
 
+@contextmanager
+def postgres_database(prefix: str) -> Iterator[str]:
+    """A fresh database of the machine's PostgreSQL for one test (its SQLAlchemy URL), dropped after."""
+    database = f"{prefix}_{secrets.token_hex(4)}"
+    try:
+        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{database}"')
+    except psycopg.Error as exc:
+        _unavailable("PostgreSQL at 127.0.0.1:5432", exc)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
+    finally:
+        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="module", params=["embedded", "production"])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     data_dir = tmp_path_factory.mktemp(request.param)
     env = {**os.environ, "TRAINYARD_DATA_DIR": str(data_dir), "TRAINYARD_QUEUE": f"test-{secrets.token_hex(4)}"}
-    database = None
-    if request.param == "production":
-        _redis_reachable()
-        database = f"trainyard_test_{secrets.token_hex(4)}"
-        try:
-            with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as connection:
-                connection.execute(f'CREATE DATABASE "{database}"')
-        except psycopg.Error as exc:
-            _unavailable("PostgreSQL at 127.0.0.1:5432", exc)
-        env["TRAINYARD_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
-        env["TRAINYARD_BROKER_URL"] = "redis://127.0.0.1:6379/0"
-    settings = Settings(
-        data_dir=data_dir,
-        queue=env["TRAINYARD_QUEUE"],
-        sse_poll_seconds=0.05,
-        database_url=env.get("TRAINYARD_DATABASE_URL"),
-        broker_url=env.get("TRAINYARD_BROKER_URL"),
-    )
-    worker = start_worker(env)
-    yield Backend(request.param, settings, env)
-    worker.terminate()
-    worker.wait(timeout=30)
-    if database:
-        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    with ExitStack() as stack:
+        if request.param == "production":
+            _redis_reachable()
+            env["TRAINYARD_DATABASE_URL"] = stack.enter_context(postgres_database("trainyard_test"))
+            env["TRAINYARD_BROKER_URL"] = "redis://127.0.0.1:6379/0"
+        settings = Settings(
+            data_dir=data_dir,
+            queue=env["TRAINYARD_QUEUE"],
+            sse_poll_seconds=0.05,
+            database_url=env.get("TRAINYARD_DATABASE_URL"),
+            broker_url=env.get("TRAINYARD_BROKER_URL"),
+        )
+        worker = start_worker(env)
+        yield Backend(request.param, settings, env)
+        worker.terminate()
+        worker.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

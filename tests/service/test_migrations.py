@@ -1,15 +1,13 @@
 """Migrations bring both databases to the models' schema: here, artifact kinds long enough for
 any file of a run folder (a 100-fold run's fold_100/target_preprocessing.safetensors)."""
 
-import secrets
 from pathlib import Path
 
-import psycopg
 import sqlalchemy as sa
 
 from core.store.db import migrate
 from core.store.models import Artifact
-from tests.service.conftest import POSTGRES, _unavailable
+from tests.service.conftest import postgres_database
 
 
 def kind_length(url: str) -> int:
@@ -27,15 +25,5 @@ def test_artifact_kinds_fit_any_run_folder_path_on_sqlite(tmp_path: Path) -> Non
 
 
 def test_artifact_kinds_fit_any_run_folder_path_on_postgresql() -> None:
-    database = f"trainyard_migrations_{secrets.token_hex(4)}"
-    try:
-        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{database}"')
-    except psycopg.Error as exc:
-        _unavailable("PostgreSQL at 127.0.0.1:5432", exc)
-    try:
-        assert kind_length(f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}") == 300
-    finally:
-        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-
+    with postgres_database("trainyard_migrations") as url:
+        assert kind_length(url) == 300

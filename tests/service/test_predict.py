@@ -167,21 +167,21 @@ def test_bad_inputs_and_unready_runs(client: TestClient, digits_run: str) -> Non
     wait_for(client, queued, TERMINAL)
 
 
+def predict_offline(archive: bytes, inputs: list, folder: Path) -> dict:
+    """`trainyard predict` on a downloaded model archive, as a user runs it."""
+    (folder / "model.zip").write_bytes(archive)
+    (folder / "inputs.json").write_text(json.dumps({"inputs": inputs}))
+    command = [sys.executable, "-m", "cli.main", "predict", str(folder / "model.zip"), str(folder / "inputs.json")]
+    return json.loads(subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+
+
 def test_model_archive_predicts_offline(client: TestClient, digits_run: str, tmp_path: Path) -> None:
     archive = client.get(f"/v1/runs/{digits_run}/artifacts/model")
     assert archive.status_code == 200 and archive.headers["content-type"] == "application/zip"
     names = set(zipfile.ZipFile(io.BytesIO(archive.content)).namelist())
     assert {"model.safetensors", "preprocessing.safetensors", "spec.json", "meta.json"} <= names
-    (tmp_path / "model.zip").write_bytes(archive.content)
     inputs = digits_inputs(3)
     flat = np.asarray(inputs).reshape(3, 64).tolist()  # offline predictions take flat rows too
-    (tmp_path / "inputs.json").write_text(json.dumps({"inputs": flat}))
-    offline = subprocess.run(
-        [sys.executable, "-m", "cli.main", "predict", str(tmp_path / "model.zip"), str(tmp_path / "inputs.json")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    offline = predict_offline(archive.content, flat, tmp_path)
     online = client.post(f"/v1/runs/{digits_run}/predict", json={"inputs": inputs}).json()
-    assert json.loads(offline.stdout)["predictions"] == online["predictions"]
+    assert offline["predictions"] == online["predictions"]

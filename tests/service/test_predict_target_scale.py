@@ -1,9 +1,6 @@
 """A regression whose targets are scaled (``data.target_preprocess``) answers in the targets' units
 over HTTP, in its ONNX graph and from its downloaded archive; the field is refused off regression."""
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +8,8 @@ import onnxruntime
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_diabetes
 
-from tests.service.conftest import ROOT, TERMINAL, small_spec, wait_for
+from tests.service.conftest import TERMINAL, small_spec, wait_for
+from tests.service.test_predict import predict_offline
 
 DIABETES_STANDARDIZED = small_spec(
     name="diabetes-target-standardize",
@@ -47,16 +45,8 @@ def test_predictions_onnx_and_archive_answer_in_the_targets_units(client: TestCl
     assert np.allclose(values, predictions, atol=1e-3)  # the inverse is inside the graph
 
     archive = client.get(f"/v1/runs/{run_id}/artifacts/model")
-    (tmp_path / "model.zip").write_bytes(archive.content)
-    (tmp_path / "inputs.json").write_text(json.dumps({"inputs": inputs.tolist()}))
-    offline = subprocess.run(
-        [sys.executable, "-m", "cli.main", "predict", str(tmp_path / "model.zip"), str(tmp_path / "inputs.json")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert np.allclose(json.loads(offline.stdout)["predictions"], predictions, atol=1e-4)
+    offline = predict_offline(archive.content, inputs.tolist(), tmp_path)
+    assert np.allclose(offline["predictions"], predictions, atol=1e-4)
 
 
 def test_target_preprocess_off_regression_is_a_422(client: TestClient) -> None:
