@@ -148,7 +148,7 @@ def from_validation_error(exc: ValidationError, document: Any, root: type[BaseMo
         elif kind in ("int_type", "list_type") and (double := count_or_list(root, document, path, err.get("input"))):
             message, hint = double.message, double.hint
         elif kind == "spec_rule":
-            path = list(ctx.get("path", path))
+            path = list(ctx["path"]) if "path" in ctx else path + list(ctx.get("path_tail", []))
             hint = ctx.get("hint") or None
         elif kind == "literal_error":
             allowed = _tags(str(ctx.get("expected", "")).replace(" or ", ","))

@@ -16,9 +16,9 @@ from core.optim.optimizers import OPTIMIZERS, Adam
 from core.optim.schedules import SCHEDULES, WarmupCosine
 from core.registry import SpecModel
 from core.spec.pointers import from_validation_error
-from core.task import Task
-
-Monitor = Literal["val_loss", "val_accuracy", "train_loss", "train_accuracy"]
+from core.spec.sweep import SweepSpec
+from core.spec.trials import trial_errors
+from core.task import Monitor, Task
 
 
 class DataSpec(SpecModel):
@@ -91,6 +91,7 @@ class ExperimentSpec(SpecModel):
     regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
     diagnostics: DiagnosticsSpec = Field(default_factory=DiagnosticsSpec)
     max_runtime_s: float | None = Field(None, gt=0.0, description="fail the run after this much training time")
+    sweep: SweepSpec | None = Field(None, description="search over spec values: the run becomes a parent of trials")
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> "ExperimentSpec":
@@ -152,6 +153,8 @@ class ExperimentSpec(SpecModel):
                         "path": ["regularization", "early_stopping", "mode"],
                     },
                 )
+        if self.sweep is not None:
+            self._sweep_rules(self.sweep)
         if getattr(self.schedule, "monitor", "").startswith("val_") and not self.data.split.has_validation:
             raise PydanticCustomError(
                 "spec_rule",
@@ -161,11 +164,43 @@ class ExperimentSpec(SpecModel):
         return self
 
 
-def parse_spec(document: Any) -> ExperimentSpec:
-    """The spec with defaults filled in, or SpecInvalid with a pointer for every problem."""
+    def _sweep_rules(self, sweep: SweepSpec) -> None:
+        if self.data.split.kfold:
+            raise PydanticCustomError(
+                "spec_rule",
+                "a sweep's trials cannot be k-fold runs",
+                {"path": ["sweep"], "hint": "use a validation split, or sweep without data.split.kfold"},
+            )
+        if sweep.metric.startswith("val_") and not self.data.split.has_validation:
+            raise PydanticCustomError(
+                "spec_rule",
+                "the sweep compares trials on '{metric}' but there is no validation split",
+                {"metric": sweep.metric, "path": ["sweep", "metric"], "hint": "set data.split.validation > 0"},
+            )
+        if sweep.metric.endswith("accuracy") and self.task == "regression":
+            raise PydanticCustomError(
+                "spec_rule",
+                "a regression task has no accuracy to compare trials on",
+                {"path": ["sweep", "metric"], "hint": "use 'val_loss'"},
+            )
+
+
+def _parse(document: Any) -> ExperimentSpec:
     if not isinstance(document, dict):
         raise SpecInvalid([SpecError("", "the spec must be a JSON object")])
     try:
         return ExperimentSpec.model_validate(document)
     except ValidationError as exc:
         raise SpecInvalid(from_validation_error(exc, document, ExperimentSpec)) from None
+
+
+def parse_spec(document: Any) -> ExperimentSpec:
+    """The spec with defaults filled in, or SpecInvalid with a pointer for every problem. A sweep's
+    trials are checked too: each parameter path must exist and each value must be one the schema
+    takes (the errors point into ``/sweep/parameters``)."""
+    spec = _parse(document)
+    if spec.sweep is not None:
+        errors = trial_errors(document, spec, _parse)
+        if errors:
+            raise SpecInvalid(errors)
+    return spec
