@@ -12,6 +12,10 @@ from core.store.models import Run
 class RunPublic(BaseModel):
     id: str
     name: str
+    kind: str  # run, or a parent: sweep, kfold
+    parent_id: str | None
+    trial: int | None  # a sweep trial's number (from 0), a fold's number (from 1)
+    params: dict[str, Any] | None  # the values a sweep trial set
     status: str
     spec: dict[str, Any]
     summary: dict[str, Any] | None
@@ -32,6 +36,21 @@ class RunPublic(BaseModel):
 class RunList(BaseModel):
     items: list[RunPublic]
     next_cursor: str | None
+
+
+class ChildPublic(RunPublic):
+    """A child run, with the best value of its sweep's metric and whether it is the best child."""
+
+    metric: float | None
+    best: bool
+
+
+class ChildList(BaseModel):
+    items: list[ChildPublic]
+    next_cursor: str | None
+    metric: str | None  # the sweep's metric (None for a k-fold parent)
+    mode: str | None
+    best_id: str | None
 
 
 class Series(BaseModel):

@@ -1,5 +1,7 @@
 """The sweeper: finds runs whose worker died (lease expired) or whose queue message was lost, and
-sends them to the workers again. Runs in the API process; several API replicas may run it at once."""
+sends them to the workers again, and moves every unfinished parent on (a sweep whose last caller
+died asks for its next trials here). Runs in the API process; several API replicas may run it at
+once."""
 
 import asyncio
 import logging
@@ -8,25 +10,24 @@ from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings
-from core.store import runs
-from worker.celery_app import TRAIN_TASK
+from core.store import parents, runs
+from worker.celery_app import send
 
 log = logging.getLogger("trainyard.sweeper")
 
 
-def send(queue: Celery, settings: Settings, sessions: sessionmaker[Session], run_ids: list[str]) -> None:
-    """Send runs to the workers and note when; a broker that is down leaves them for the next sweep."""
-    sent = []
-    for run_id in run_ids:
+def advance_parents(queue: Celery, settings: Settings, sessions: sessionmaker[Session]) -> None:
+    """Advance every unfinished parent and send the children it creates."""
+    with sessions() as session:
+        unfinished = parents.unfinished_parents(session=session)
+    for parent_id in unfinished:
         try:
-            queue.send_task(TRAIN_TASK, args=[run_id], queue=settings.queue)
-            sent.append(run_id)
-        except Exception as exc:  # the broker is down: the runs stay queued in the database
-            log.warning("could not queue run %s: %s", run_id, exc)
-            break
-    if sent:
-        with sessions() as session:
-            runs.mark_enqueued(session=session, run_ids=sent)
+            with sessions() as session:
+                created = parents.advance(session=session, parent_id=parent_id, optuna_url=settings.resolved_optuna_url)
+        except Exception:
+            log.exception("could not advance parent run %s; trying again next sweep", parent_id)
+            continue
+        send(queue, settings, sessions, created)
 
 
 def sweep_once(queue: Celery, settings: Settings, sessions: sessionmaker[Session]) -> list[str]:
@@ -35,6 +36,7 @@ def sweep_once(queue: Celery, settings: Settings, sessions: sessionmaker[Session
     if lost:
         log.info("sending %d run(s) again: %s", len(lost), ", ".join(lost[:10]))
         send(queue, settings, sessions, lost)
+    advance_parents(queue, settings, sessions)
     return lost
 
 

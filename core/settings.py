@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir")
     broker_url: str | None = Field(None, description="Celery broker; default: filesystem queue in data_dir")
     artifacts: Path | None = Field(None, description="artifact folder; default: data_dir/artifacts")
+    optuna_url: str | None = Field(
+        None,
+        description="sweeps' Optuna storage; default: data_dir/optuna.db with SQLite, "
+        "else schema 'optuna' of the PostgreSQL database (never Trainyard's own tables)",
+    )
     queue: str = Field("trainyard", min_length=1, description="the Celery queue runs are sent to")
     auth: Literal["off", "api_key"] = Field("off", description="off: single local user; api_key: Bearer keys")
     data_root: Path | None = Field(None, description="folder `file` data sources may read from (none: refused)")
@@ -46,6 +51,14 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'trainyard.db').resolve()}"
+
+    @cached_property
+    def resolved_optuna_url(self) -> str:
+        if self.optuna_url:
+            return self.optuna_url
+        if self.resolved_database_url.startswith("sqlite"):
+            return f"sqlite:///{(self.data_dir / 'optuna.db').resolve()}"
+        return self.resolved_database_url
 
     @cached_property
     def resolved_broker_url(self) -> str:

@@ -1,8 +1,15 @@
-"""The Celery application: JSON messages, late acks, one task at a time per worker process."""
+"""The Celery application: JSON messages, late acks, one task at a time per worker process; and
+sending runs to the workers."""
+
+import logging
 
 from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings
+from core.store import runs
+
+log = logging.getLogger("trainyard.queue")
 
 TRAIN_TASK = "trainyard.train_run"
 
@@ -35,3 +42,18 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
     )
     return app
+
+
+def send(queue: Celery, settings: Settings, sessions: sessionmaker[Session], run_ids: list[str]) -> None:
+    """Send runs to the workers and note when; a broker that is down leaves them for the next sweep."""
+    sent = []
+    for run_id in run_ids:
+        try:
+            queue.send_task(TRAIN_TASK, args=[run_id], queue=settings.queue)
+            sent.append(run_id)
+        except Exception as exc:  # the broker is down: the runs stay queued in the database
+            log.warning("could not queue run %s: %s", run_id, exc)
+            break
+    if sent:
+        with sessions() as session:
+            runs.mark_enqueued(session=session, run_ids=sent)

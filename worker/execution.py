@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +23,13 @@ from core.errors import SpecInvalid
 from core.settings import Settings
 from core.spec.schema import parse_spec
 from core.status import RunStatus
-from core.store import runs
+from core.store import parents, runs
 from core.store.datasets import dataset_resolver
 from core.store.db import make_engine, migrate, session_factory
-from core.store.models import Run
+from core.store.models import Run, RunKind
+from core.store.studies import study_storage
+from core.sweep.search import TrialReporter, open_study
+from worker.celery_app import make_celery, send
 
 log = logging.getLogger("trainyard.worker")
 
@@ -42,14 +46,18 @@ class WorkerContext:
     max_attempts: int
     checkpoints: CheckpointPolicy
     report_interval_s: float
+    optuna_url: str
+    send: Callable[[list[str]], None]  # runs to the workers' queue
 
 
 def worker_context(settings: Settings) -> WorkerContext:
     migrate(settings.resolved_database_url)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
+    sessions = session_factory(make_engine(settings.resolved_database_url))
+    queue = make_celery(settings)
     return WorkerContext(
-        session_factory(make_engine(settings.resolved_database_url)),
+        sessions,
         settings.artifact_dir,
         settings.device,
         f"{socket.gethostname()}:{os.getpid()}",
@@ -59,13 +67,14 @@ def worker_context(settings: Settings) -> WorkerContext:
         settings.max_attempts,
         CheckpointPolicy(settings.checkpoint_every, settings.checkpoint_min_interval_s),
         settings.report_interval_s,
+        settings.resolved_optuna_url,
+        lambda run_ids: send(queue, settings, sessions, run_ids),
     )
 
 
 class DatabaseReporter(Callback):
     """Stores metric points and progress, and checks for a cancel request, in one transaction at
-    most every ``interval_s`` seconds (and at the end), so short epochs cost no round trip each.
-    A k-fold run's points are named per fold (``fold2/val_loss``)."""
+    most every ``interval_s`` seconds (and at the end), so short epochs cost no round trip each."""
 
     def __init__(self, sessions: sessionmaker[Session], run_id: str, *, interval_s: float) -> None:
         self.sessions, self.run_id, self.interval_s = sessions, run_id, interval_s
@@ -73,8 +82,7 @@ class DatabaseReporter(Callback):
         self.last = time.monotonic()
 
     def on_metrics(self, state: State) -> None:
-        prefix = f"fold{state.fold}/" if state.fold is not None else ""
-        self.points += [(p.step, p.epoch, prefix + p.name, p.value) for p in state.new_points]
+        self.points += [(p.step, p.epoch, p.name, p.value) for p in state.new_points]
 
     def on_epoch_end(self, state: State) -> None:
         if time.monotonic() - self.last >= self.interval_s:
@@ -115,11 +123,62 @@ class Heartbeat:
         self.thread.join()
 
 
+@dataclass(frozen=True)
+class _Claimed:
+    """What the worker needs of the run it claimed, read in the claim's session."""
+
+    spec: dict
+    tenant: str
+    parent_id: str | None
+    trial: int | None
+    parent_kind: str | None
+    parent_spec: dict | None
+
+
+def _trial_callbacks(context: WorkerContext, run: _Claimed) -> list[Callback]:
+    """A sweep trial with early stopping reports its metric to its Optuna trial each epoch."""
+    if run.parent_kind != RunKind.SWEEP or run.parent_spec is None or run.trial is None:
+        return []
+    sweep = parents.sweep_of_spec(run.parent_spec)
+    if sweep.early_stop is None:
+        return []
+    study = open_study(
+        study_storage(context.optuna_url),
+        run.parent_id or "",
+        sweep,
+        seed=run.parent_spec["seed"],
+        epochs=run.parent_spec["epochs"],
+    )
+    return [TrialReporter(study, run.trial, sweep)]
+
+
 def execute_run(*, run_id: str, context: WorkerContext) -> runs.ClaimOutcome | RunStatus:
     """Train run ``run_id`` if this worker wins the claim, from its last checkpoint when an earlier
     attempt died. Returns the final status, or why it did not train: SKIPPED (not queued any
     more), DEFERRED (its tenant already has its quota of running runs) or QUEUED again (an
-    infrastructure failure: try again)."""
+    infrastructure failure: try again). A child's end moves its parent on (the next trials are
+    asked for and sent, or the parent finishes)."""
+    status = _execute(run_id, context)
+    if isinstance(status, RunStatus) and status.terminal:
+        _advance_parent(context, run_id)
+    return status
+
+
+def _advance_parent(context: WorkerContext, run_id: str) -> None:
+    with context.sessions() as session:
+        parent_id = session.get(Run, run_id).parent_id
+    if parent_id is None:
+        return
+    try:
+        with context.sessions() as session:
+            created = parents.advance(session=session, parent_id=parent_id, optuna_url=context.optuna_url)
+    except Exception:  # the API's sweeper advances it again
+        log.exception("could not advance parent run %s", parent_id)
+        return
+    context.send(created)
+
+
+def _claim(context: WorkerContext, run_id: str) -> runs.ClaimOutcome | _Claimed:
     with context.sessions() as session:
         claim = runs.claim_run(
             session=session,
@@ -133,22 +192,37 @@ def execute_run(*, run_id: str, context: WorkerContext) -> runs.ClaimOutcome | R
                 log.info("run %s is not queued any more; skipping", run_id)
             return claim
         run = session.get(Run, run_id)
-        spec_document, tenant = run.spec, run.tenant
+        parent = session.get(Run, run.parent_id) if run.parent_id else None
+        return _Claimed(
+            run.spec,
+            run.tenant,
+            run.parent_id,
+            run.trial,
+            parent.kind if parent else None,
+            parent.spec if parent else None,
+        )
+
+
+def _execute(run_id: str, context: WorkerContext) -> runs.ClaimOutcome | RunStatus:
+    run = _claim(context, run_id)
+    if not isinstance(run, _Claimed):
+        return run
     folder = context.artifact_dir / run_id
     try:
         with (
             Heartbeat(context, run_id),
-            data_access(data_root=context.data_root, resolve_dataset=dataset_resolver(context.sessions, tenant)),
+            data_access(data_root=context.data_root, resolve_dataset=dataset_resolver(context.sessions, run.tenant)),
         ):
-            plan = plan_experiment(parse_spec(spec_document))
+            plan = plan_experiment(parse_spec(run.spec))
             reporter = DatabaseReporter(context.sessions, run_id, interval_s=context.report_interval_s)
             result = train_run(
                 plan,
                 folder=folder,
-                callbacks=[reporter],
+                callbacks=[reporter, *_trial_callbacks(context, run)],
                 device=context.device,
                 resume=True,  # a later attempt continues from the checkpoint of the one that died
                 checkpoints=context.checkpoints,
+                fold=run.trial if run.parent_kind == RunKind.KFOLD else None,  # a k-fold run's fold
             )
     except SpecInvalid as exc:
         return _finish(context, run_id, RunStatus.FAILED, None, f"invalid spec: {exc}", None)

@@ -1,6 +1,7 @@
-"""Runs: submit, list, read, metrics, live events, cancel."""
+"""Runs: submit, list, read, children, metrics, live events, cancel."""
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -10,15 +11,16 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import ServiceDep, SessionDep, TenantDep, data_access_for
 from api.problems import Problem
-from api.schemas import RunList, RunMetrics, RunPublic, Series, finite
-from api.sweeper import send
+from api.schemas import ChildList, ChildPublic, RunList, RunMetrics, RunPublic, Series, finite
 from core.engine.plan import Plan, plan_experiment
 from core.spec.schema import parse_spec
 from core.status import RunStatus
-from core.store import runs, submit
-from core.store.models import Run
+from core.store import parents, runs, submit
+from core.store.models import Run, RunKind
+from worker.celery_app import send
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
+log = logging.getLogger("trainyard.api")
 SpecDocument = Annotated[dict[str, Any], Body(description="an experiment spec; see GET /v1/specs/schema")]
 
 
@@ -39,7 +41,8 @@ def submit_run(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> RunPublic:
     """Validate the spec against its data and the tenant's limits, store it and queue it: 202 with
-    the queued run. A repeated Idempotency-Key returns the original run."""
+    the queued run. A repeated Idempotency-Key returns the original run. A sweep or k-fold spec
+    is stored as a parent, and its first children are queued."""
 
     def plan(spec: dict[str, Any]) -> Plan:
         with data_access_for(service, tenant):
@@ -58,9 +61,20 @@ def submit_run(
         raise Problem(409, "Idempotency-Key reused", str(exc)) from None
     except submit.QuotaExceeded as exc:
         raise Problem(429, "Quota exceeded", str(exc)) from None
-    if submission.created:  # if the broker is down, the sweeper sends it later
-        send(service.queue, service.settings, service.sessions, [submission.run.id])
-    return RunPublic.of(submission.run)
+    run = submission.run
+    if submission.created:  # if the broker is down (or the parent cannot advance), the sweeper does it later
+        queued = [run.id]
+        if run.kind != RunKind.RUN:
+            try:
+                queued = parents.advance(
+                    session=session, parent_id=run.id, optuna_url=service.settings.resolved_optuna_url
+                )
+            except Exception:
+                log.exception("could not start parent run %s; the sweeper will", run.id)
+                queued = []
+            session.refresh(run)
+        send(service.queue, service.settings, service.sessions, queued)
+    return RunPublic.of(run)
 
 
 @router.get("", response_model=RunList)
@@ -71,15 +85,56 @@ def list_runs(
     name: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
+    parent: Annotated[str | None, Query(max_length=40, description="list this parent's children")] = None,
 ) -> RunList:
-    """Runs, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
-    page = runs.list_runs(session=session, tenant=tenant, status=status, name=name, limit=limit, cursor=cursor)
+    """Top-level runs (or ``parent``'s children), newest first; pass ``next_cursor`` back as
+    ``cursor`` for the next page."""
+    if parent is not None:
+        get_run_or_404(session, parent, tenant)
+    page = runs.list_runs(
+        session=session, tenant=tenant, status=status, name=name, limit=limit, cursor=cursor, parent=parent
+    )
     return RunList(items=[RunPublic.of(r) for r in page], next_cursor=page[-1].id if len(page) == limit else None)
 
 
 @router.get("/{run_id}", response_model=RunPublic)
 def read_run(run_id: str, session: SessionDep, tenant: TenantDep) -> RunPublic:
     return RunPublic.of(get_run_or_404(session, run_id, tenant))
+
+
+@router.get("/{run_id}/children", response_model=ChildList)
+def read_children(
+    run_id: str,
+    session: SessionDep,
+    tenant: TenantDep,
+    status: Annotated[str | None, Query(pattern="^(" + "|".join(RunStatus) + ")$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=40)] = None,
+) -> ChildList:
+    """A sweep's trials or a k-fold run's folds, in trial order: each with its parameters, status,
+    summary and the best value of the sweep's metric it reached; the best child marked. Pass
+    ``next_cursor`` back as ``cursor`` for the next page."""
+    parent = get_run_or_404(session, run_id, tenant)
+    page = parents.list_children(session=session, parent_id=run_id, status=status, limit=limit, cursor=cursor)
+    metric = mode = best_id = None
+    values: dict[str, float | None] = {}
+    if parent.kind == RunKind.SWEEP:
+        sweep = parents.sweep_of(parent)
+        metric, mode = sweep.metric, sweep.mode
+        values = {t.run: t.value for t in parents.outcomes(session, sweep, page)}
+        best = parents.best_child(session, parent)
+        best_id = best.run if best else None
+    items = [
+        ChildPublic(**RunPublic.of(child).model_dump(), metric=values.get(child.id), best=child.id == best_id)
+        for child in page
+    ]
+    return ChildList(
+        items=items,
+        next_cursor=page[-1].id if len(page) == limit else None,
+        metric=metric,
+        mode=mode,
+        best_id=best_id,
+    )
 
 
 @router.get("/{run_id}/metrics", response_model=RunMetrics)
@@ -92,7 +147,7 @@ def read_metrics(
     """Every metric series of the run (per epoch and per step), read in one query."""
     get_run_or_404(session, run_id, tenant)
     series: dict[str, Series] = {}
-    for row in runs.metric_rows(session=session, run_id=run_id, names=names):
+    for row in runs.metric_rows(session=session, run_ids=[run_id], names=names):
         points = series.setdefault(row.name, Series(step=[], epoch=[], value=[]))
         points.step.append(row.step)
         points.epoch.append(row.epoch)
@@ -102,7 +157,8 @@ def read_metrics(
 
 @router.post("/{run_id}/cancel", response_model=RunPublic)
 def cancel(run_id: str, session: SessionDep, tenant: TenantDep) -> RunPublic:
-    """Stop a queued run at once or a running one within an epoch; 409 if it already finished."""
+    """Stop a queued run at once or a running one within an epoch; 409 if it already finished.
+    A parent is cancelled at once with all its children (running ones stop within an epoch)."""
     run = get_run_or_404(session, run_id, tenant)
     if RunStatus(run.status).terminal:
         raise Problem(409, "Run already finished", f"run {run_id} is {run.status}")
@@ -127,27 +183,29 @@ def events(
     last_event_id: Annotated[int | None, Header()] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: ``status`` on every status change, ``metric`` for every point, in order;
-    ends after the run finishes. Reconnect with Last-Event-ID to resume after a metric."""
+    ends after the run finishes. Reconnect with Last-Event-ID to resume after a metric. On a
+    parent the stream carries its children's status changes and points too: every event names
+    its run (``run_id``), and the stream ends once the parent and every child have finished."""
     get_run_or_404(session, run_id, tenant)
     poll = service.settings.sse_poll_seconds
 
     def stream() -> Iterator[str]:
-        seen_status, after = None, last_event_id or 0
+        seen: dict[str, str] = {}
+        after = last_event_id or 0
         while True:
             with service.sessions() as s:
-                run = s.get(Run, run_id)
-                rows = runs.metric_rows(session=s, run_id=run_id, after_id=after)
+                family = [s.get(Run, run_id), *parents.children_of(s, run_id)]
+                rows = runs.metric_rows(session=s, run_ids=[run.id for run in family], after_id=after)
             for row in rows:
                 after = row.id
-                yield _sse(
-                    "metric",
-                    {"step": row.step, "epoch": row.epoch, "name": row.name, "value": finite(row.value)},
-                    row.id,
-                )
-            if run.status != seen_status:
-                seen_status = run.status
-                yield _sse("status", {"status": run.status, "epoch": run.epoch, "failure": run.failure})
-            if RunStatus(run.status).terminal and not rows:
+                point = {"run_id": row.run_id, "step": row.step, "epoch": row.epoch, "name": row.name}
+                yield _sse("metric", {**point, "value": finite(row.value)}, row.id)
+            for run in family:
+                if seen.get(run.id) != run.status:
+                    seen[run.id] = run.status
+                    status = {"run_id": run.id, "status": run.status, "epoch": run.epoch, "failure": run.failure}
+                    yield _sse("status", {**status, "trial": run.trial} if run.parent_id else status)
+            if all(RunStatus(run.status).terminal for run in family) and not rows:
                 return
             time.sleep(poll)
 

@@ -56,11 +56,22 @@ class RunResult:
     splits: Splits
     history: History = field(repr=False)
     retryable: bool = False  # failed for a reason another attempt may not meet (out of memory)
+    fold: int | None = None  # the fold of a k-fold spec this training was
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready summary; a non-finite metric (a diverged loss) becomes null."""
+        """JSON-ready summary; a non-finite metric (a diverged loss) becomes null. A fold's names
+        the fold and its validation and test sizes first."""
         final = {name: value if math.isfinite(value) else None for name, value in self.final.items()}
+        fold = {}
+        if self.fold is not None:
+            validation, test = self.splits.validation, self.splits.test
+            fold = {
+                "fold": self.fold,
+                "validation_samples": len(validation) if validation is not None else 0,
+                "test_samples": len(test) if test is not None else 0,
+            }
         return {
+            **fold,
             "status": self.status,
             "failure": self.failure,
             "stop_reason": self.stop_reason,
@@ -237,6 +248,7 @@ def run_experiment(
         splits=splits,
         history=history,
         retryable=retryable,
+        fold=fold,
     )
 
 
@@ -258,34 +270,43 @@ class KFoldResult:
     seconds: float
     retryable: bool = False  # a fold failed for a reason another attempt may not meet
 
-    def aggregate(self) -> tuple[dict[str, float], dict[str, float]]:
-        """Mean and standard deviation (population, as numpy's) of each metric over the folds."""
-        mean, std = {}, {}
-        for name in FOLD_METRICS:
-            values = [fold[name] for fold in self.folds if isinstance(fold.get(name), float)]
-            if values and len(values) == len(self.folds):
-                mean[name], std[name] = float(np.mean(values)), float(np.std(values))
-        return mean, std
-
     def summary(self) -> dict[str, Any]:
-        mean, std = self.aggregate()
-        return {
-            "status": self.status,
-            "failure": self.failure,
-            "kfold": len(self.folds),
-            "params": self.plan.params,
-            "seconds": round(self.seconds, 3),
-            **loss_scale(self.plan.spec),
-            "folds": self.folds,
-            "mean": mean,
-            "std": std,
-        }
+        return kfold_summary(self.plan.spec, self.plan.params, self.folds, self.seconds, self.status, self.failure)
 
     def save(self, folder: Path) -> None:
         """The resolved spec and the cross-validation summary at the top (the folds saved themselves)."""
         folder.mkdir(parents=True, exist_ok=True)
         (folder / run_folder.SPEC).write_text(self.plan.spec.model_dump_json(indent=2))
         (folder / run_folder.SUMMARY).write_text(json.dumps(self.summary(), indent=2))
+
+
+def kfold_summary(
+    spec: ExperimentSpec,
+    params: int,
+    folds: list[dict[str, Any]],
+    seconds: float,
+    status: RunStatus,
+    failure: str | None,
+) -> dict[str, Any]:
+    """A k-fold run's summary from its folds' summaries: each fold, and the mean and standard
+    deviation (population, as numpy's) of each metric every fold has. The service's k-fold parent
+    (whose folds are child runs) summarises the same way."""
+    mean, std = {}, {}
+    for name in FOLD_METRICS:
+        values = [fold[name] for fold in folds if isinstance(fold.get(name), float)]
+        if values and len(values) == len(folds):
+            mean[name], std[name] = float(np.mean(values)), float(np.std(values))
+    return {
+        "status": status,
+        "failure": failure,
+        "kfold": len(folds),
+        "params": params,
+        "seconds": round(seconds, 3),
+        **loss_scale(spec),
+        "folds": folds,
+        "mean": mean,
+        "std": std,
+    }
 
 
 @dataclass(frozen=True)
@@ -308,14 +329,20 @@ def train_run(
     resume: bool = False,
     checkpoints: CheckpointPolicy = DEFAULT_CHECKPOINTS,
     sync_every: int = 50,
+    fold: int | None = None,
 ) -> RunResult | KFoldResult:
     """Run ``plan`` in ``folder``: metrics to ``metrics.jsonl`` and checkpoints as they come,
     reporting through ``callbacks`` (shared by the folds of a k-fold run: ``state.fold`` tells
     them apart). With ``resume``, continue from the checkpoint the folder holds (a k-fold run
-    also skips the folds it already finished). The caller saves the result."""
+    also skips the folds it already finished). ``fold`` trains that one fold (1-based) of a k-fold
+    spec in ``folder`` itself, as the service's fold children do. The caller saves the result."""
     options = _Options(callbacks, device, resume, checkpoints, sync_every)
     if plan.spec.data.split.kfold:
+        if fold is not None:
+            return _train_fold(plan, folder, options, fold)
         return _train_kfold(plan, folder, options)
+    if fold is not None:
+        raise ValueError("fold is for a k-fold spec")
     return _train_in(plan, folder, options)
 
 
@@ -342,26 +369,40 @@ def _train_in(
     )
 
 
+def _fold_indices(plan: Plan) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    spec = plan.spec
+    return kfold_indices(plan.data, spec.data.split, seed=spec.seed, classify=spec.task != "regression")
+
+
+def _train_fold(plan: Plan, folder: Path, options: _Options, fold: int) -> RunResult:
+    """Fold ``fold`` (1-based): trained on the other folds' rows with preprocessing fitted on them,
+    validated on its own, tested on the held-out test rows."""
+    indices, test = _fold_indices(plan)
+    if not 1 <= fold <= len(indices):
+        raise ValueError(f"fold {fold} of a {len(indices)}-fold spec")
+    train, held = indices[fold - 1]
+    splits = prepare_splits(plan.spec, plan.data, (train, held, test))
+    return _train_in(plan, folder, options, splits, fold)
+
+
 def _train_kfold(plan: Plan, folder: Path, options: _Options) -> KFoldResult:
     """k-fold cross-validation (``data.split.kfold``): one training per fold, each validated on
     its fold and saved in its own folder as it ends; the test split (if any) is held out of every
     fold. Stops at the first fold that does not succeed."""
     started = time.perf_counter()
-    spec = plan.spec
-    indices, test = kfold_indices(plan.data, spec.data.split, seed=spec.seed, classify=spec.task != "regression")
+    indices, test = _fold_indices(plan)
     folds: list[dict[str, Any]] = []
     status, failure, retryable = RunStatus.SUCCEEDED, None, False
-    for i, (train, held) in enumerate(indices, start=1):
+    for i in range(1, len(indices) + 1):
         fold_folder = run_folder.fold_folder(folder, i)
         summary = run_folder.finished_summary(fold_folder) if options.resume else None
         if summary is None:
-            splits = prepare_splits(spec, plan.data, (train, held, test))  # preprocessing fitted on this fold's rows
-            result = _train_in(plan, fold_folder, options, splits, i)
+            result = _train_fold(plan, fold_folder, options, i)
             if result.status == RunStatus.SUCCEEDED:
                 result.save(fold_folder)
                 remove_checkpoint(run_folder.checkpoint_folder(fold_folder))
             summary, retryable = result.summary(), result.retryable
-        folds.append({"fold": i, "validation_samples": len(held), "test_samples": len(test), **summary})
+        folds.append(summary)
         if summary["status"] != RunStatus.SUCCEEDED:
             status, failure = RunStatus(summary["status"]), f"fold {i}: {summary['failure'] or summary['stop_reason']}"
             break

@@ -1,12 +1,21 @@
 """Persistence models (SQLAlchemy 2.x, typed). The only place in core that imports SQLAlchemy."""
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 LOCAL_TENANT = "local"  # the single user of a service running with auth off
+
+
+class RunKind(StrEnum):
+    """What a run row is: one training, or a parent whose children are the trainings."""
+
+    RUN = "run"  # trains (alone, or as a sweep's trial or a k-fold run's fold)
+    SWEEP = "sweep"  # a parent whose children are the sweep's trials
+    KFOLD = "kfold"  # a parent whose children are the folds
 
 
 def utcnow() -> datetime:
@@ -18,7 +27,12 @@ class Base(DeclarativeBase):
 
 
 class Run(Base):
+    """A run. A child (``parent_id`` set) is a sweep's trial or a k-fold run's fold: ``trial`` is its
+    trial number (from 0) or fold (from 1), ``params`` the values its trial set; (parent, trial) is
+    unique, so no trial or fold is ever created twice."""
+
     __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_parent_trial", "parent_id", "trial", unique=True),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(100), index=True, default=LOCAL_TENANT)
@@ -39,6 +53,10 @@ class Run(Base):
     finished_at: Mapped[datetime | None]
     lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
     enqueued_at: Mapped[datetime | None]
+    kind: Mapped[str] = mapped_column(String(16), index=True, default=RunKind.RUN, server_default=RunKind.RUN)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE", name="fk_runs_parent_id"))
+    trial: Mapped[int | None]
+    params: Mapped[dict[str, Any] | None]
 
 
 class Metric(Base):

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from core.status import RunStatus
-from core.store.models import Artifact, Metric, Run, utcnow
+from core.store.models import Artifact, Metric, Run, RunKind, utcnow
 
 QUEUED, RUNNING, FAILED = RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.FAILED
 
@@ -37,6 +37,10 @@ def create_run(
     name: str,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
+    kind: RunKind = RunKind.RUN,
+    parent_id: str | None = None,
+    trial: int | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Run:
     run = Run(
         id=new_id("run"),
@@ -47,6 +51,10 @@ def create_run(
         idempotency_key=idempotency_key,
         request_hash=request_hash,
         created_at=utcnow(),
+        kind=kind,
+        parent_id=parent_id,
+        trial=trial,
+        params=params,
     )
     session.add(run)
     session.flush()
@@ -64,14 +72,25 @@ def run_by_idempotency_key(*, session: Session, key: str) -> Run | None:
 
 
 def count_active(*, session: Session, tenant: str, status: RunStatus) -> int:
-    return session.scalar(select(func.count()).select_from(Run).where(Run.tenant == tenant, Run.status == status))
+    """The tenant's trainings (not parents) in ``status``."""
+    return session.scalar(
+        select(func.count()).select_from(Run).where(Run.tenant == tenant, Run.status == status, Run.kind == RunKind.RUN)
+    )
 
 
 def list_runs(
-    *, session: Session, tenant: str, status: str | None, name: str | None, limit: int, cursor: str | None
+    *,
+    session: Session,
+    tenant: str,
+    status: str | None,
+    name: str | None,
+    limit: int,
+    cursor: str | None,
+    parent: str | None = None,
 ) -> list[Run]:
-    """The tenant's runs, newest first; ``cursor`` is the last id of the previous page."""
-    query = select(Run).where(Run.tenant == tenant).order_by(Run.id.desc()).limit(limit)
+    """The tenant's top-level runs (or ``parent``'s children), newest first; ``cursor`` is the
+    last id of the previous page."""
+    query = select(Run).where(Run.tenant == tenant, Run.parent_id == parent).order_by(Run.id.desc()).limit(limit)
     if status:
         query = query.where(Run.status == status)
     if name:
@@ -83,12 +102,17 @@ def list_runs(
 
 def claim_run(*, session: Session, run_id: str, worker: str, lease_s: float, max_running: int) -> ClaimOutcome:
     """queued → running as a compare-and-set: only one worker can win, a redelivered message loses.
-    The claim also waits while the tenant already has ``max_running`` runs running."""
+    The claim also waits while the tenant already has ``max_running`` runs training. A child's
+    claim starts its parent (queued → running)."""
     other = aliased(Run)
-    running = select(func.count()).select_from(other).where(other.tenant == Run.tenant, other.status == RUNNING)
+    running = (
+        select(func.count())
+        .select_from(other)
+        .where(other.tenant == Run.tenant, other.status == RUNNING, other.kind == RunKind.RUN)
+    )
     result = session.execute(
         update(Run)
-        .where(Run.id == run_id, Run.status == QUEUED, running.scalar_subquery() < max_running)
+        .where(Run.id == run_id, Run.kind == RunKind.RUN, Run.status == QUEUED, running.scalar_subquery() < max_running)
         .values(
             status=RUNNING,
             worker=worker,
@@ -99,10 +123,18 @@ def claim_run(*, session: Session, run_id: str, worker: str, lease_s: float, max
         )
         .execution_options(synchronize_session=False)
     )
-    session.commit()
     if result.rowcount == 1:
+        parent = select(Run.parent_id).where(Run.id == run_id).scalar_subquery()
+        session.execute(
+            update(Run)
+            .where(Run.id == parent, Run.status == QUEUED)
+            .values(status=RUNNING, started_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
         return ClaimOutcome.CLAIMED
-    still_queued = session.scalar(select(Run.status).where(Run.id == run_id)) == QUEUED
+    session.commit()
+    still_queued = session.scalar(select(Run.status).where(Run.id == run_id, Run.kind == RunKind.RUN)) == QUEUED
     return ClaimOutcome.DEFERRED if still_queued else ClaimOutcome.SKIPPED
 
 
@@ -145,7 +177,8 @@ def sweep(*, session: Session, max_attempts: int, requeue_after_s: float) -> lis
     lost (enqueued more than ``requeue_after_s`` ago). A duplicate message is harmless: the claim
     is a compare-and-set."""
     now = utcnow()
-    for run in session.scalars(select(Run).where(Run.status == RUNNING, Run.lease_expires_at < now)):
+    trainings = select(Run).where(Run.kind == RunKind.RUN)
+    for run in session.scalars(trainings.where(Run.status == RUNNING, Run.lease_expires_at < now)):
         requeue(
             session=session,
             run_id=run.id,
@@ -154,7 +187,9 @@ def sweep(*, session: Session, max_attempts: int, requeue_after_s: float) -> lis
             reason=f"worker {run.worker} stopped renewing its lease",
         )
     stale = now - timedelta(seconds=requeue_after_s)
-    lost = select(Run.id).where(Run.status == QUEUED, (Run.enqueued_at.is_(None)) | (Run.enqueued_at < stale))
+    lost = select(Run.id).where(
+        Run.kind == RunKind.RUN, Run.status == QUEUED, (Run.enqueued_at.is_(None)) | (Run.enqueued_at < stale)
+    )
     return list(session.scalars(lost))
 
 
@@ -176,7 +211,12 @@ def finish_run(
 
 
 def cancel_run(*, session: Session, run_id: str) -> RunStatus:
-    """Cancel a queued run at once, or ask a running one to stop; returns the status seen."""
+    """Cancel a queued run at once, or ask a running one to stop; returns the status seen. A
+    parent is cancelled at once, and with it every child: queued ones at once, running ones
+    asked to stop (they end within an epoch)."""
+    run = session.get(Run, run_id)
+    if run is not None and run.kind != RunKind.RUN:
+        return _cancel_parent(session, run_id)
     queued = session.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == QUEUED)
@@ -187,9 +227,33 @@ def cancel_run(*, session: Session, run_id: str) -> RunStatus:
         return RunStatus.CANCELLED
     session.execute(update(Run).where(Run.id == run_id, Run.status == RUNNING).values(cancel_requested=True))
     session.commit()
-    run = session.get(Run, run_id)
     session.refresh(run)
     return RunStatus(run.status)
+
+
+def _cancel_parent(session: Session, parent_id: str) -> RunStatus:
+    """The parent row is written first: it serialises with ``core.store.parents.advance`` (which
+    locks it), so no child is created after the cancel."""
+    now = utcnow()
+    session.execute(
+        update(Run)
+        .where(Run.id == parent_id, Run.status.in_((QUEUED, RUNNING)))
+        .values(status=RunStatus.CANCELLED, finished_at=now, stop_reason="cancelled by request")
+    )
+    stop_children(session=session, parent_id=parent_id, reason="its parent was cancelled")
+    session.commit()
+    return RunStatus(session.scalar(select(Run.status).where(Run.id == parent_id)))
+
+
+def stop_children(*, session: Session, parent_id: str, reason: str) -> None:
+    """Cancel a parent's queued children and ask its running ones to stop (not committed)."""
+    children = Run.parent_id == parent_id
+    session.execute(
+        update(Run)
+        .where(children, Run.status == QUEUED)
+        .values(status=RunStatus.CANCELLED, finished_at=utcnow(), stop_reason=reason)
+    )
+    session.execute(update(Run).where(children, Run.status == RUNNING).values(cancel_requested=True))
 
 
 def report_progress(*, session: Session, run_id: str, epoch: int, points: list[tuple[int, int, str, float]]) -> bool:
@@ -210,9 +274,11 @@ def _insert_metrics(session: Session, run_id: str, points: list[tuple[int, int, 
         session.execute(insert(Metric).on_conflict_do_nothing(index_elements=["run_id", "name", "step"]), rows)
 
 
-def metric_rows(*, session: Session, run_id: str, after_id: int = 0, names: list[str] | None = None) -> list[Metric]:
-    """Metric points of a run in insertion order (one query), optionally only some names."""
-    query = select(Metric).where(Metric.run_id == run_id, Metric.id > after_id).order_by(Metric.id)
+def metric_rows(
+    *, session: Session, run_ids: list[str], after_id: int = 0, names: list[str] | None = None
+) -> list[Metric]:
+    """Metric points of some runs in insertion order (one query), optionally only some names."""
+    query = select(Metric).where(Metric.run_id.in_(run_ids), Metric.id > after_id).order_by(Metric.id)
     if names:
         query = query.where(Metric.name.in_(names))
     return list(session.scalars(query))

@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from core.errors import SpecError, SpecInvalid
 from core.settings import Settings
+from core.spec.trials import sweep_work
 from core.status import RunStatus
 from core.store import runs
-from core.store.models import Run
+from core.store.models import Run, RunKind
 
 if TYPE_CHECKING:
     from core.engine.plan import Plan
@@ -47,16 +48,52 @@ def check_limits(plan: "Plan", settings: Settings) -> None:
                 )
             ]
         )
-    work = plan.spec.epochs * len(plan.data)
+    sweep = plan.spec.sweep
+    work = plan.spec.epochs * len(plan.data) if sweep is None else sweep_work(plan.spec, len(plan.data))
     if work > settings.max_epoch_samples:
+        what = "epochs × samples" if sweep is None else f"epochs × samples over the sweep's {sweep.trial_count} trials"
         raise SpecInvalid(
             [
                 SpecError(
-                    "/epochs",
-                    f"epochs × samples = {work:,} exceeds the limit {settings.max_epoch_samples:,}",
-                    "train fewer epochs",
+                    "/epochs" if sweep is None else "/sweep",
+                    f"{what} = {work:,} exceeds the limit {settings.max_epoch_samples:,}",
+                    "train fewer epochs" if sweep is None else "run fewer trials or epochs",
                 )
             ]
+        )
+
+
+def kind_and_children(plan: "Plan") -> tuple[RunKind, int]:
+    """What a planned spec is stored as, and how many trainings it queues in all."""
+    spec = plan.spec
+    if spec.sweep is not None:
+        return RunKind.SWEEP, spec.sweep.trial_count
+    if spec.data.split.kfold:
+        return RunKind.KFOLD, spec.data.split.kfold
+    return RunKind.RUN, 1
+
+
+def check_quota(plan: "Plan", session: Session, tenant: str, settings: Settings) -> None:
+    """The tenant's quota of queued runs holds for the whole of a sweep or k-fold run: each of its
+    trainings counts (a sweep's trials are queued as earlier ones end, but are counted up front).
+    One larger than the whole quota is invalid (SpecInvalid); one that fits once the queue has
+    drained is refused for now (QuotaExceeded)."""
+    queued = runs.count_active(session=session, tenant=tenant, status=RunStatus.QUEUED)
+    kind, count = kind_and_children(plan)
+    sweep = plan.spec.sweep
+    if kind != RunKind.RUN and count > settings.quota_queued:
+        if sweep is None:
+            where, what, hint = "/data/split/kfold", f"{count} folds are {count} runs", "use fewer folds"
+        elif sweep.method == "grid":
+            where, what, hint = "/sweep/parameters", f"the grid has {count} trials", "search fewer values"
+        else:
+            where, what, hint = "/sweep/trials", f"the sweep has {count} trials", "run fewer trials"
+        message = f"{what}; your quota is {settings.quota_queued} queued runs"
+        raise SpecInvalid([SpecError(where, message, hint)])
+    if queued + count > settings.quota_queued:
+        room = max(settings.quota_queued - queued, 0)
+        raise QuotaExceeded(
+            f"{settings.quota_queued} runs may be queued for you and {queued} are; this needs {count}, {room} are free"
         )
 
 
@@ -71,7 +108,9 @@ def submit_run(
 ) -> Submission:
     """Store a queued run for ``document``, planned by ``plan`` (SpecInvalid when it does not fit
     its data or the limits). A repeated Idempotency-Key with the same body returns the original
-    run, with another body raises IdempotencyConflict; a full queue raises QuotaExceeded."""
+    run, with another body raises IdempotencyConflict; a full queue raises QuotaExceeded (and a
+    sweep or k-fold run larger than the room left SpecInvalid). A sweep or k-fold run is stored
+    as a parent; ``core.store.parents.advance`` creates its children."""
     request_hash = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
     scoped_key = f"{tenant}:{idempotency_key}" if idempotency_key else None
     if scoped_key:
@@ -80,8 +119,7 @@ def submit_run(
             return _repeat(earlier, request_hash)
     planned = plan(document)
     check_limits(planned, settings)
-    if runs.count_active(session=session, tenant=tenant, status=RunStatus.QUEUED) >= settings.quota_queued:
-        raise QuotaExceeded(f"{settings.quota_queued} runs are already queued for you")
+    check_quota(planned, session, tenant, settings)
     try:
         run = runs.create_run(
             session=session,
@@ -90,6 +128,7 @@ def submit_run(
             name=planned.spec.name,
             idempotency_key=scoped_key,
             request_hash=request_hash,
+            kind=kind_and_children(planned)[0],
         )
         session.commit()
     except IntegrityError:  # the same key raced in from another request
