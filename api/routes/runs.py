@@ -109,13 +109,14 @@ def read_children(
     tenant: TenantDep,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(RunStatus) + ")$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=40)] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,9}$", description="the last trial number seen")] = None,
 ) -> ChildList:
     """A sweep's trials or a k-fold run's folds, in trial order: each with its parameters, status,
     summary and the best value of the sweep's metric it reached; the best child marked. Pass
     ``next_cursor`` back as ``cursor`` for the next page."""
     parent = get_run_or_404(session, run_id, tenant)
-    page = parents.list_children(session=session, parent_id=run_id, status=status, limit=limit, cursor=cursor)
+    after = int(cursor) if cursor is not None else None
+    page = parents.list_children(session=session, parent_id=run_id, status=status, limit=limit, after_trial=after)
     metric = mode = best_id = None
     values: dict[str, float | None] = {}
     if parent.kind == RunKind.SWEEP:
@@ -130,7 +131,7 @@ def read_children(
     ]
     return ChildList(
         items=items,
-        next_cursor=page[-1].id if len(page) == limit else None,
+        next_cursor=str(page[-1].trial) if len(page) == limit else None,
         metric=metric,
         mode=mode,
         best_id=best_id,

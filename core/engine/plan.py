@@ -16,6 +16,7 @@ from core.errors import SpecError, SpecInvalid
 from core.nn.build import LayerRow
 from core.nn.models import build_model
 from core.spec.schema import ExperimentSpec, parse_spec
+from core.spec.trials import sweep_work
 
 
 def output_units(spec: ExperimentSpec, data: Dataset) -> int:
@@ -57,6 +58,20 @@ class Plan:
             "data_report": self.data.report,
         }
 
+    def sweep_report(self) -> dict[str, Any] | None:
+        """A sweep's dry run (None without one): how it searches, how many trials, and the epochs ×
+        samples of them all."""
+        sweep = self.spec.sweep
+        if sweep is None:
+            return None
+        return {
+            "method": sweep.method,
+            "metric": sweep.metric,
+            "mode": sweep.mode,
+            "trials": sweep.trial_count,
+            "epochs_x_samples": sweep_work(self.spec, len(self.data)),
+        }
+
     def report(self) -> dict[str, Any]:
         return {
             "valid": True,
@@ -75,6 +90,7 @@ class Plan:
             "params": self.params,
             "flops_per_sample": sum(row.flops for row in self.layer_table if "." not in row.name),
             "memory_estimate_bytes": self.memory_estimate_bytes(),
+            "sweep": self.sweep_report(),
         }
 
 

@@ -12,8 +12,9 @@ from core.errors import SpecError, pointer
 from core.registry import close_matches
 
 
-def _document_path(loc: tuple[Any, ...], document: Any) -> list[str | int]:
-    """Map a pydantic ``loc`` to a path in the document, dropping union tags and validator names."""
+def _document_path(loc: tuple[Any, ...], document: Any, *, missing: bool) -> list[str | int]:
+    """Map a pydantic ``loc`` to a path in the document, dropping union tags and validator names;
+    a ``missing`` field's name is kept, pointing where it belongs."""
     path: list[str | int] = []
     node = document
     for i, item in enumerate(loc):
@@ -24,8 +25,8 @@ def _document_path(loc: tuple[Any, ...], document: Any) -> list[str | int]:
             node = node[item]
         elif isinstance(node, dict) and item == node.get("type"):
             continue  # a tagged-union member's tag, not a key of the document
-        elif isinstance(node, dict) and i == len(loc) - 1 and isinstance(item, str):
-            path.append(item)  # a missing field: point where it belongs
+        elif missing and isinstance(node, dict) and i == len(loc) - 1 and isinstance(item, str):
+            path.append(item)
             node = None
     return path
 
@@ -35,10 +36,13 @@ def _tags(expected: str) -> list[str]:
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The pydantic model classes an annotation admits (through Annotated, unions and lists)."""
+    """The pydantic model classes an annotation admits (through Annotated, unions, lists and a
+    mapping's values)."""
     origin = get_origin(annotation)
     if origin is Annotated:
         return _models_in(get_args(annotation)[0])
+    if origin is dict:
+        return _models_in(get_args(annotation)[1])
     if origin in (Union, UnionType, list):
         return [model for arg in get_args(annotation) for model in _models_in(arg)]
     return [annotation] if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
@@ -55,15 +59,16 @@ def _pick(models: list[type[BaseModel]], node: Any) -> type[BaseModel] | None:
 
 def _members_at(root: type[BaseModel], document: Any, path: list[str | int]) -> tuple[list[type[BaseModel]], Any]:
     """The models the object at ``path`` of the document may be (a tagged union's members), and the object."""
-    models, node = [root], document
+    models, node, keyed = [root], document, False
     for part in path:
-        if isinstance(part, int):
-            node = node[part]
+        if isinstance(part, int) or keyed:  # a list's index or a mapping's key (sweep parameters)
+            node, keyed = node[part], False
             continue
         model = _pick(models, node)
         field = model.model_fields.get(part) if model else None
         if field is None:
             return [], None
+        keyed = get_origin(field.annotation) is dict
         models, node = _models_in(field.annotation), node[part]
     return models, node
 
@@ -126,9 +131,9 @@ def from_validation_error(exc: ValidationError, document: Any, root: type[BaseMo
     """Translate pydantic's errors into spec errors with pointers and did-you-mean hints."""
     errors: list[SpecError] = []
     for err in exc.errors(include_url=False):
-        path = _document_path(tuple(err["loc"]), document)
-        ctx = err.get("ctx") or {}
         kind = err["type"]
+        path = _document_path(tuple(err["loc"]), document, missing=kind == "missing")
+        ctx = err.get("ctx") or {}
         message = err["msg"]
         hint = None
         if kind == "union_tag_invalid":
@@ -136,10 +141,12 @@ def from_validation_error(exc: ValidationError, document: Any, root: type[BaseMo
             matches = close_matches(str(ctx.get("tag")), tags)
             path.append("type")
             message = f"unknown type {ctx.get('tag')!r}"
-            hint = f"did you mean {matches[0]!r}?" if matches else "one of: " + ", ".join(tags)
+            hint = (f"did you mean {matches[0]!r}? " if matches else "") + "one of: " + ", ".join(tags)
         elif kind == "union_tag_not_found":
+            tags = [_tag(model) for model in _members_at(root, document, path)[0] if "type" in model.model_fields]
             path.append("type")
             message = "missing 'type'"
+            hint = "one of: " + ", ".join(tags) if tags else None
         elif kind == "extra_forbidden":
             keys = known_keys(root, document, path[:-1])
             matches = close_matches(str(path[-1]), keys)

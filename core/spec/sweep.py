@@ -1,9 +1,10 @@
 """The ``sweep`` field (SPEC.md): which spec values to search over, how, and how to stop poor
 trials early. Each trial is the base spec with its parameters applied (``core.spec.trials``)."""
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
 from pydantic_core import PydanticCustomError
 
 from core.registry import SpecModel
@@ -13,7 +14,7 @@ from core.task import Monitor, improves_when
 class Uniform(SpecModel):
     """A float drawn uniformly from [low, high]."""
 
-    type: Literal["uniform"]
+    type: Literal["uniform"] = "uniform"
     low: float
     high: float
 
@@ -27,14 +28,14 @@ class Uniform(SpecModel):
 class LogUniform(Uniform):
     """A float drawn uniformly on a log scale from [low, high] (learning rates, weight decay)."""
 
-    type: Literal["log_uniform"]  # type: ignore[assignment]
+    type: Literal["log_uniform"] = "log_uniform"  # type: ignore[assignment]
     low: float = Field(gt=0.0)
 
 
 class IntRange(SpecModel):
     """An integer from low to high inclusive, in steps of ``step``."""
 
-    type: Literal["int"]
+    type: Literal["int"] = "int"
     low: int
     high: int
     step: int = Field(1, ge=1)
@@ -46,8 +47,31 @@ class IntRange(SpecModel):
         return self
 
 
+DISTRIBUTIONS = (Uniform, LogUniform, IntRange)
 Distribution = Annotated[Uniform | LogUniform | IntRange, Field(discriminator="type")]
 Choices = Annotated[list[Any], Field(min_length=1, max_length=1000)]
+
+
+def _list_or_object(value: Any) -> Any:
+    """Refuse, with one error, a parameter value that is neither a list of choices nor a distribution."""
+    if isinstance(value, list | dict):
+        return value
+    types = "|".join(f'"{kind.model_fields["type"].default}"' for kind in DISTRIBUTIONS)
+    raise PydanticCustomError(
+        "spec_rule",
+        f'a list of values or a distribution ({{"type": {types}, "low", "high"}})',
+        {"hint": f"for one value, write [{json.dumps(value)}]"},
+    )
+
+
+Parameter = Annotated[
+    Annotated[Choices, Tag("choices")] | Annotated[Distribution, Tag("distribution")],
+    Discriminator(lambda value: "distribution" if isinstance(value, dict) else "choices"),
+    BeforeValidator(_list_or_object),
+]
+"""A parameter's values: a JSON list is its choices, a JSON object a distribution (read only as one)."""
+
+MAX_TRIALS = 1000
 
 
 class EarlyStopSpec(SpecModel):
@@ -61,10 +85,10 @@ class EarlyStopSpec(SpecModel):
 
 class SweepSpec(SpecModel):
     method: Literal["grid", "random", "tpe"] = "random"
-    parameters: dict[str, Choices | Distribution] = Field(
+    parameters: dict[str, Parameter] = Field(
         min_length=1, max_length=32, description="dotted path or JSON pointer → a list of choices or a distribution"
     )
-    trials: int = Field(10, ge=1, le=1000, description="random and tpe: how many; grid tries every combination")
+    trials: int = Field(10, ge=1, le=MAX_TRIALS, description="random and tpe: how many; grid tries every combination")
     metric: Monitor = "val_loss"
     mode: Literal["min", "max"] | None = Field(None, description="defaults to max for accuracy, min otherwise")
     max_concurrent: int = Field(4, ge=1, le=256, description="trials training at once")
@@ -85,6 +109,17 @@ class SweepSpec(SpecModel):
                             "hint": "list the values, or use method 'random' or 'tpe'",
                         },
                     )
+            if self.trial_count > MAX_TRIALS:
+                raise PydanticCustomError(
+                    "spec_rule",
+                    "the grid has {count} combinations; a sweep runs at most {most} trials",
+                    {
+                        "count": self.trial_count,
+                        "most": MAX_TRIALS,
+                        "path_tail": ["parameters"],
+                        "hint": "list fewer values, or use method 'random' or 'tpe' with 'trials'",
+                    },
+                )
         wanted = improves_when(self.metric)
         self.mode = self.mode or wanted
         if self.mode != wanted:

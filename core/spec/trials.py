@@ -1,10 +1,12 @@
 """A sweep's trials as specs. A parameter key is a path into the spec (``optimizer.lr`` or the
 pointer ``/optimizer/lr``; list items by index, ``data.preprocess.0.type``); a trial's document is
 the base document with its values set at those paths. ``trial_errors`` checks, before anything
-runs, that every path exists and that every value is one the schema takes."""
+runs, that every path exists and that every value is one the schema takes; ``sweep_work`` is the
+training all the trials may do (for the service's quota and the dry run)."""
 
 import copy
 import itertools
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -55,17 +57,28 @@ def path_error(resolved: dict[str, Any], key: str) -> SpecError | None:
     return None
 
 
+def _written(default: Any) -> Any:
+    """A resolved default as a document writes it: an object by its ``type`` alone (its other
+    fields are its type's defaults), a list item by item."""
+    if isinstance(default, dict):
+        return {"type": default["type"]} if "type" in default else {}
+    if isinstance(default, list):
+        return [_written(item) for item in default]
+    return default
+
+
 def apply(document: dict[str, Any], resolved: dict[str, Any], key: str, value: Any) -> None:
     """Set ``value`` at ``key``'s path of ``document`` (in place). An object the document leaves to
-    its defaults is first copied from the resolved spec, so ``model.dropout`` works on a document
-    that names no model."""
+    its defaults is first written out from the resolved spec (its type: ``model.dropout`` on a
+    document that names no model sets an mlp's dropout, ``optimizer.type`` picks another optimizer
+    with that one's defaults)."""
     parts = key_path(key)
     node, full = document, resolved
     for part in parts[:-1]:
         index: Any = int(part) if isinstance(node, list) else part
         _, full = _child(full, part)
         if isinstance(node, dict) and node.get(part) is None:
-            node[part] = copy.deepcopy(full)
+            node[part] = _written(full)
         node = node[index]
     node[int(parts[-1]) if isinstance(node, list) else parts[-1]] = value
 
@@ -91,40 +104,108 @@ def _samples(values: Any) -> list[tuple[str | int, Any]]:
     return [("low", values.low), ("high", values.high)]
 
 
+def _overlap(paths: dict[str, list[str]], key: str) -> SpecError | None:
+    """Why ``key`` clashes with a parameter in ``paths`` (the same value, or one inside the other)."""
+    parts = key_path(key)
+    for other, taken in paths.items():
+        if parts[: len(taken)] == taken or taken[: len(parts)] == parts:
+            return SpecError(
+                pointer("sweep", "parameters", key),
+                f"{key!r} names the same value as {other!r}"
+                if parts == taken
+                else f"{key!r} and {other!r} overlap: one lies inside the other",
+                "sweep one of them; an object's choices may list whole objects",
+            )
+    return None
+
+
+def _refusal(
+    document: dict[str, Any], resolved: dict[str, Any], parse: Callable[[Any], "ExperimentSpec"], params: dict[str, Any]
+) -> SpecError | None:
+    """The first error of the trial with ``params``, checked under the sweep's own rules too (a
+    trial must have the metric the sweep compares); None when it validates."""
+    try:
+        parse({**trial_document(document, resolved, params), "sweep": document["sweep"]})
+    except SpecInvalid as exc:
+        return exc.errors[0]
+    return None
+
+
+def _value_errors(
+    document: dict[str, Any], resolved: dict[str, Any], parse: Callable[[Any], "ExperimentSpec"], key: str, values: Any
+) -> list[SpecError]:
+    """The values of one parameter that the schema refuses: choices, a distribution's bounds, and
+    the fractional values a float distribution draws (refused where the spec takes integers)."""
+    target = pointer(*key_path(key))
+    errors = []
+    for tail, value in _samples(values):
+        inner = _refusal(document, resolved, parse, {key: value})
+        if inner is not None:
+            elsewhere = f" (at {inner.pointer or '/'})" if inner.pointer != target else ""
+            message = f"{value!r}: {inner.message}{elsewhere}"
+            errors.append(SpecError(pointer("sweep", "parameters", key, tail), message, inner.hint))
+    if errors or isinstance(values, list) or values.type == "int":
+        return errors
+    inner = _refusal(document, resolved, parse, {key: math.nextafter(values.low, values.high)})
+    if inner is None:
+        return errors
+    whole = f'{{"type": "int", "low": {math.ceil(values.low)}, "high": {math.floor(values.high)}}}'
+    return [
+        SpecError(
+            pointer("sweep", "parameters", key, "type"),
+            f"a {values.type} distribution draws fractional values: {inner.message}",
+            f"for whole numbers, use {whole}",
+        )
+    ]
+
+
 def trial_errors(
     document: dict[str, Any], spec: "ExperimentSpec", parse: Callable[[Any], "ExperimentSpec"]
 ) -> list[SpecError]:
-    """Every problem with the trials of ``spec``'s sweep: a path that does not exist, a value the
-    schema refuses (``parse`` is the schema), a grid combination that does not validate. Each
-    points into ``/sweep/parameters/<key>`` and carries the inner error's message."""
+    """Every problem with the trials of ``spec``'s sweep: a path that does not exist or that another
+    parameter sets too, a value the schema refuses (``parse`` is the schema), a grid combination
+    that does not validate. Each points into ``/sweep/parameters/<key>`` and carries the inner
+    error's message."""
     sweep = spec.sweep
     assert sweep is not None
     resolved = spec.model_dump(mode="json", exclude={"sweep"})
     errors: list[SpecError] = []
+    paths: dict[str, list[str]] = {}
     for key, values in sweep.parameters.items():
-        missing = path_error(resolved, key)
-        if missing is not None:
-            errors.append(missing)
+        problem = path_error(resolved, key) or _overlap(paths, key)
+        paths[key] = key_path(key)
+        if problem is not None:
+            errors.append(problem)
             continue
-        target = pointer(*key_path(key))
-        for tail, value in _samples(values):
-            try:
-                parse(trial_document(document, resolved, {key: value}))
-            except SpecInvalid as exc:
-                inner = exc.errors[0]
-                elsewhere = f" (at {inner.pointer or '/'})" if inner.pointer != target else ""
-                errors.append(
-                    SpecError(
-                        pointer("sweep", "parameters", key, tail), f"{value!r}: {inner.message}{elsewhere}", inner.hint
-                    )
-                )
+        errors.extend(_value_errors(document, resolved, parse, key, values))
     if errors or sweep.method != "grid":
         return errors
     for params in grid(sweep):
-        try:
-            parse(trial_document(document, resolved, params))
-        except SpecInvalid as exc:
-            inner = exc.errors[0]
+        inner = _refusal(document, resolved, parse, params)
+        if inner is not None:
             where = f" (at {inner.pointer or '/'})"
-            return [SpecError(pointer("sweep", "parameters"), f"the trial {params}: {inner.message}{where}", inner.hint)]
+            return [
+                SpecError(pointer("sweep", "parameters"), f"the trial {params}: {inner.message}{where}", inner.hint)
+            ]
     return errors
+
+
+def _most_epochs(values: Any) -> int:
+    """The most epochs a swept ``epochs`` gives a trial: its greatest choice or its range's top."""
+    if isinstance(values, list):
+        return max(int(value) for value in values)
+    return values.low + (values.high - values.low) // values.step * values.step
+
+
+def sweep_work(spec: "ExperimentSpec", samples: int) -> int:
+    """Epochs × samples over all the trials of ``spec``'s sweep, ``samples`` being the data's: the
+    exact sum over a grid's combinations; for random and tpe, ``trials`` × the most epochs a trial
+    can get."""
+    sweep = spec.sweep
+    assert sweep is not None
+    swept = next((values for key, values in sweep.parameters.items() if key_path(key) == ["epochs"]), None)
+    if swept is None:
+        return sweep.trial_count * spec.epochs * samples
+    if sweep.method == "grid":
+        return sum(int(value) for value in swept) * (sweep.trial_count // len(swept)) * samples
+    return sweep.trials * _most_epochs(swept) * samples

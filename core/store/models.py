@@ -57,6 +57,7 @@ class Run(Base):
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE", name="fk_runs_parent_id"))
     trial: Mapped[int | None]
     params: Mapped[dict[str, Any] | None]
+    document: Mapped[dict[str, Any] | None]  # a sweep's spec as submitted: its trials apply their values to it
 
 
 class Metric(Base):

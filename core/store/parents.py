@@ -43,14 +43,14 @@ def children_of(session: Session, parent_id: str) -> list[Run]:
 
 
 def list_children(
-    *, session: Session, parent_id: str, status: str | None, limit: int, cursor: str | None
+    *, session: Session, parent_id: str, status: str | None, limit: int, after_trial: int | None
 ) -> list[Run]:
-    """A page of a parent's children, oldest (lowest trial) first; ``cursor`` is the last id seen."""
-    query = select(Run).where(Run.parent_id == parent_id).order_by(Run.id).limit(limit)
+    """A page of a parent's children in trial order, after trial number ``after_trial``."""
+    query = select(Run).where(Run.parent_id == parent_id).order_by(Run.trial).limit(limit)
     if status:
         query = query.where(Run.status == status)
-    if cursor:
-        query = query.where(Run.id > cursor)
+    if after_trial is not None:
+        query = query.where(Run.trial > after_trial)
     return list(session.scalars(query))
 
 
@@ -120,10 +120,11 @@ def _child(
 
 
 def _trial_spec(parent: Run, params: dict[str, Any]) -> dict[str, Any]:
-    """A trial's resolved spec; a document the schema refuses is stored as it is, and its run
-    fails with the schema's reason when a worker picks it up."""
-    base = {name: value for name, value in parent.spec.items() if name != "sweep"}
-    document = trial_document(base, base, params)
+    """A trial's resolved spec: the parent's document as submitted with ``params`` applied (as
+    validation built it). A document the schema refuses is stored as it is, and its run fails with
+    the schema's reason when a worker picks it up."""
+    resolved = {name: value for name, value in parent.spec.items() if name != "sweep"}
+    document = trial_document(parent.document or parent.spec, resolved, params)
     try:
         return parse_spec(document).model_dump(mode="json")
     except SpecInvalid:

@@ -41,6 +41,7 @@ def create_run(
     parent_id: str | None = None,
     trial: int | None = None,
     params: dict[str, Any] | None = None,
+    document: dict[str, Any] | None = None,
 ) -> Run:
     run = Run(
         id=new_id("run"),
@@ -55,6 +56,7 @@ def create_run(
         parent_id=parent_id,
         trial=trial,
         params=params,
+        document=document,
     )
     session.add(run)
     session.flush()

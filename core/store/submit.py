@@ -129,6 +129,7 @@ def submit_run(
             idempotency_key=scoped_key,
             request_hash=request_hash,
             kind=kind_and_children(planned)[0],
+            document=document if planned.spec.sweep is not None else None,
         )
         session.commit()
     except IntegrityError:  # the same key raced in from another request

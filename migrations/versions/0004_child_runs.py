@@ -1,4 +1,5 @@
-"""child runs: a sweep's trials and a k-fold run's folds have a parent, a trial number and parameters
+"""child runs: a sweep's trials and a k-fold run's folds have a parent, a trial number and parameters;
+a sweep keeps the document it was submitted as
 
 Revision ID: 0004_child_runs
 Revises: 0003_artifact_paths
@@ -19,6 +20,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("parent_id", sa.String(length=40), nullable=True))
         batch.add_column(sa.Column("trial", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("params", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("document", sa.JSON(), nullable=True))
         batch.create_foreign_key("fk_runs_parent_id", "runs", ["parent_id"], ["id"], ondelete="CASCADE")
         batch.create_index("ix_runs_parent_trial", ["parent_id", "trial"], unique=True)
         batch.create_index("ix_runs_kind", ["kind"])
@@ -29,5 +31,5 @@ def downgrade() -> None:
         batch.drop_index("ix_runs_kind")
         batch.drop_index("ix_runs_parent_trial")
         batch.drop_constraint("fk_runs_parent_id", type_="foreignkey")
-        for column in ("params", "trial", "parent_id", "kind"):
+        for column in ("document", "params", "trial", "parent_id", "kind"):
             batch.drop_column(column)

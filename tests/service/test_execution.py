@@ -1,8 +1,10 @@
 """The worker's domain function without a queue: failure classes (out of memory is retried up to
 max_attempts and says why when it gives up; a spec that diverges fails at once), and the one way
-to run a run: a k-fold run leaves the same files and checkpoints from the CLI as from the worker."""
+to run a run: a k-fold run leaves the same files and checkpoints from the CLI as from its fold
+children on the workers."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,8 +17,8 @@ from core.engine import checkpoint
 from core.engine.checkpoint import save_checkpoint
 from core.engine.trainer import Trainer
 from core.settings import Settings
-from core.store import runs
-from core.store.models import Artifact, Run
+from core.store import parents, runs
+from core.store.models import Artifact, Run, RunKind
 from tests.service.conftest import small_spec
 from tests.service.test_runs import DIVERGING
 from worker.execution import execute_run, worker_context
@@ -71,22 +73,32 @@ def test_running_quota_defers_a_tenants_next_run(tmp_path: Path) -> None:
     assert execute_run(run_id=second, context=context) == "succeeded"
 
 
-def test_a_kfold_run_gives_the_same_files_and_checkpoints_from_the_cli_as_from_the_worker(
+def test_a_kfold_run_gives_the_same_files_and_checkpoints_from_the_cli_as_from_its_fold_children(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = small_spec(epochs=2, data={"source": {"type": "builtin", "name": "iris"}, "split": {"kfold": 3}})
-    saved: list[tuple[str, int]] = []  # (checkpoint folder under its run folder, epoch) per save
+    saved: list[tuple[str, int]] = []  # (run folder/checkpoint, epoch) per save
 
     def recording(folder: Path, snapshot: dict) -> None:
-        run_root = next(parent for parent in folder.parents if parent.name in ("cli", run_id))
-        saved.append((str(folder.relative_to(run_root)), snapshot["epoch"]))
+        saved.append((str(folder.relative_to(folder.parent.parent)), snapshot["epoch"]))
         save_checkpoint(folder, snapshot)
 
     monkeypatch.setattr(checkpoint, "save_checkpoint", recording)
-    context = worker_context(Settings(data_dir=tmp_path / "service", checkpoint_min_interval_s=0))
-    run_id = stored_run(context, spec)
-    assert execute_run(run_id=run_id, context=context) == "succeeded"
-    from_worker, saved[:] = list(saved), []
+    sent: list[str] = []
+    context = replace(
+        worker_context(Settings(data_dir=tmp_path / "service", checkpoint_min_interval_s=0)), send=sent.extend
+    )
+    with context.sessions() as session:
+        parent_id = runs.create_run(session=session, tenant="local", spec=spec, name="kfold", kind=RunKind.KFOLD).id
+        session.commit()
+        folds = parents.advance(session=session, parent_id=parent_id, optuna_url=context.optuna_url)
+    assert len(folds) == 3
+    for fold in folds:
+        assert execute_run(run_id=fold, context=context) == "succeeded"
+    from_worker = [(f"fold_{folds.index(name.split('/')[0]) + 1}/checkpoint", epoch) for name, epoch in saved]
+    saved.clear()
+    with context.sessions() as session:
+        assert session.get(Run, parent_id).status == "succeeded"  # the last fold's end finished its parent
 
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     monkeypatch.setenv("TRAINYARD_CHECKPOINT_MIN_INTERVAL_S", "0")
@@ -98,10 +110,11 @@ def test_a_kfold_run_gives_the_same_files_and_checkpoints_from_the_cli_as_from_t
     def files(folder: Path) -> list[str]:
         return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
 
-    worker_folder = context.artifact_dir / run_id
-    assert files(worker_folder) == files(tmp_path / "cli")
-    assert "fold_3/model.safetensors" in files(worker_folder) and "fold_1/metrics.jsonl" in files(worker_folder)
-    assert not any("checkpoint" in name for name in files(worker_folder))  # removed once the run finished
-    with context.sessions() as session:
-        stored = {artifact.kind for artifact in session.scalars(select(Artifact).where(Artifact.run_id == run_id))}
-    assert stored == set(files(worker_folder))
+    for number, fold in enumerate(folds, start=1):
+        fold_folder = context.artifact_dir / fold
+        assert files(fold_folder) == files(tmp_path / "cli" / f"fold_{number}")
+        assert "model.safetensors" in files(fold_folder) and "metrics.jsonl" in files(fold_folder)
+        assert not any("checkpoint" in name for name in files(fold_folder))  # removed once the run finished
+        with context.sessions() as session:
+            stored = {artifact.kind for artifact in session.scalars(select(Artifact).where(Artifact.run_id == fold))}
+        assert stored == set(files(fold_folder))

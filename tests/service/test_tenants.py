@@ -15,6 +15,7 @@ from tests.service.conftest import small_spec
 PATH_ROUTES = [
     ("GET", "/v1/runs/{run}"),
     ("GET", "/v1/runs/{run}/metrics"),
+    ("GET", "/v1/runs/{run}/children"),
     ("GET", "/v1/runs/{run}/events"),
     ("POST", "/v1/runs/{run}/cancel"),
     ("POST", "/v1/runs/{run}/predict"),
@@ -68,6 +69,25 @@ def test_every_path_route_hides_other_tenants_things(secured: tuple[TestClient, 
     for key in ("Bearer ty_nope_nope", "Basic abc", "Bearer"):
         assert client.get("/v1/runs", headers={"Authorization": key}).status_code == 401
     client.post(f"/v1/runs/{run_id}/cancel", headers=auth["acme"])
+
+
+def test_a_sweep_and_its_children_are_the_tenants_own(secured: tuple[TestClient, dict, Settings]) -> None:
+    client, auth, settings = secured
+    grid = {"method": "grid", "parameters": {"optimizer.lr": [0.1, 0.01, 0.001, 0.0001]}}
+    over = client.post("/v1/runs", json={**small_spec(), "sweep": grid}, headers=auth["acme"])
+    assert over.status_code == 422 and settings.quota_queued < 4  # larger than the whole quota: never fits
+    error = over.json()["errors"][0]
+    assert error["pointer"] == "/sweep/parameters" and "quota" in error["message"]
+    grid["parameters"]["optimizer.lr"] = [0.1, 0.01]
+    parent = client.post("/v1/runs", json={**small_spec(), "sweep": grid}, headers=auth["acme"]).json()["id"]
+    kids = client.get(f"/v1/runs/{parent}/children", headers=auth["acme"]).json()["items"]
+    assert [kid["params"] for kid in kids] == [{"optimizer.lr": 0.1}, {"optimizer.lr": 0.01}]
+    for path in (f"/v1/runs/{parent}/children", f"/v1/runs?parent={parent}", *(f"/v1/runs/{k['id']}" for k in kids)):
+        assert client.get(path, headers=auth["globex"]).status_code == 404, path
+    assert client.post(f"/v1/runs/{parent}/cancel", headers=auth["globex"]).status_code == 404
+    assert client.post(f"/v1/runs/{parent}/cancel", headers=auth["acme"]).json()["status"] == "cancelled"
+    kids = client.get(f"/v1/runs?parent={parent}", headers=auth["acme"]).json()["items"]
+    assert {kid["status"] for kid in kids} == {"cancelled"}
 
 
 def test_idempotency_keys_are_per_tenant(secured: tuple[TestClient, dict, Settings]) -> None:
