@@ -4,7 +4,7 @@ trials early. Each trial is the base spec with its parameters applied (``core.sp
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, BeforeValidator, Discriminator, Field, Tag, model_validator
 from pydantic_core import PydanticCustomError
 
 from core.registry import SpecModel
@@ -66,7 +66,7 @@ def _list_or_object(value: Any) -> Any:
 
 Parameter = Annotated[
     Annotated[Choices, Tag("choices")] | Annotated[Distribution, Tag("distribution")],
-    Discriminator(lambda value: "distribution" if isinstance(value, dict) else "choices"),
+    Discriminator(lambda value: "distribution" if isinstance(value, dict | BaseModel) else "choices"),
     BeforeValidator(_list_or_object),
 ]
 """A parameter's values: a JSON list is its choices, a JSON object a distribution (read only as one)."""
