@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -18,7 +19,7 @@ from core.settings import Settings
 from core.spec.schema import parse_spec
 from core.store import parents, runs
 from core.store.db import make_engine, migrate, session_factory
-from core.store.models import Run, RunKind
+from core.store.models import Base, Run, RunKind
 from core.store.studies import study_storage
 from core.sweep import search
 from tests.service.conftest import TERMINAL, postgres_database, small_spec, start_worker, wait_for
@@ -73,6 +74,14 @@ def test_two_workers_train_trials_at_once_and_a_killed_trial_resumes(tmp_path: P
         assert all(epochs == list(range(1, 13)) for epochs in curves.values())  # every epoch exactly once
         assert any(overlaps(a, b) for a in kids for b in kids if a is not b)  # trained at the same time
         assert len({kid["worker"] for kid in kids}) >= 2
+        engine = sqlalchemy.create_engine(url)
+        try:  # Optuna's tables live in their own schema, never among Trainyard's
+            ours = set(sqlalchemy.inspect(engine).get_table_names())
+            theirs = set(sqlalchemy.inspect(engine).get_table_names(schema="optuna"))
+        finally:
+            engine.dispose()
+        assert ours == {*Base.metadata.tables, "alembic_version"}
+        assert {"studies", "trials", "trial_params", "alembic_version"} <= theirs
         study = optuna.load_study(study_name=parent_id, storage=study_storage(url))
         assert len(study.trials) == 4
         assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
