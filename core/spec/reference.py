@@ -19,6 +19,7 @@ from core.optim.optimizers import OPTIMIZERS
 from core.optim.schedules import SCHEDULES
 from core.registry import SpecRegistry
 from core.spec.schema import DataSpec, DiagnosticsSpec, EarlyStoppingSpec, ExperimentSpec, RegularizationSpec
+from core.spec.sweep import DISTRIBUTIONS, EarlyStopSpec, SweepSpec
 
 SECTIONS: list[tuple[str, SpecRegistry]] = [
     ("`data.source`", SOURCES),
@@ -39,6 +40,8 @@ OBJECTS: list[tuple[str, type[BaseModel]]] = [
     ("`regularization`", RegularizationSpec),
     ("`regularization.early_stopping`", EarlyStoppingSpec),
     ("`diagnostics`", DiagnosticsSpec),
+    ("`sweep`", SweepSpec),
+    ("`sweep.early_stop`", EarlyStopSpec),
 ]
 
 
@@ -74,4 +77,10 @@ def spec_reference() -> str:
             spec_class = registry.get(name)
             lines.append(f"| `{name}` | {_fields(spec_class)} | {_doc(spec_class)} |")
         lines.append("")
+    lines += ["#### `sweep.parameters` values", "", "a list of choices, or:", ""]
+    lines += ["| type | fields (default) | what it does |", "|---|---|---|"]
+    for distribution in DISTRIBUTIONS:
+        name = distribution.model_fields["type"].default
+        lines.append(f"| `{name}` | {_fields(distribution)} | {_doc(distribution)} |")
+    lines.append("")
     return "\n".join(lines)
