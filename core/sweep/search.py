@@ -57,15 +57,19 @@ def pruner(sweep: SweepSpec, epochs: int) -> optuna.pruners.BasePruner:
 def open_study(
     storage: str | optuna.storages.BaseStorage, name: str, sweep: SweepSpec, *, seed: int, epochs: int
 ) -> optuna.Study:
-    """The sweep's study, created on first use (a second caller loads the same one)."""
-    return optuna.create_study(
+    """The sweep's study, created on first use (a second caller loads the same one). Its sampler
+    is seeded by ``seed`` and the number of trials the study already holds: a study opened anew
+    for each ask (as the service does) draws new values, and a sweep is the same sweep when run
+    again."""
+    study = optuna.create_study(
         storage=storage,
         study_name=name,
-        sampler=sampler(sweep, seed),
         pruner=pruner(sweep, epochs),
         direction="maximize" if sweep.mode == "max" else "minimize",
         load_if_exists=True,
     )
+    study.sampler = sampler(sweep, seed + len(study.get_trials(deepcopy=False)))
+    return study
 
 
 def decode(sweep: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:

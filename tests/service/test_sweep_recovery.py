@@ -85,9 +85,8 @@ def test_two_workers_train_trials_at_once_and_a_killed_trial_resumes(tmp_path: P
         study = optuna.load_study(study_name=parent_id, storage=study_storage(url))
         assert len(study.trials) == 4
         assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
-        assert sorted(t.params["optimizer.lr"] for t in study.trials) == sorted(
-            kid["params"]["optimizer.lr"] for kid in kids
-        )
+        lrs = sorted(kid["params"]["optimizer.lr"] for kid in kids)
+        assert sorted(t.params["optimizer.lr"] for t in study.trials) == lrs and len(set(lrs)) == 4
 
 
 def stored_sweep(tmp_path: Path, sweep: dict) -> tuple[Settings, object, str]:
