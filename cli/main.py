@@ -22,6 +22,9 @@ from core.errors import SpecError, SpecInvalid
 
 if TYPE_CHECKING:
     from core.engine.events import State
+    from core.spec.schema import ExperimentSpec
+    from core.spec.sweep import SweepSpec
+    from core.sweep.outcome import TrialOutcome
 
 app = typer.Typer(
     add_completion=False,
@@ -85,6 +88,12 @@ def validate(
         out_console.print_json(json.dumps(report))
     elif report["valid"]:
         out_console.print(_layer_table(report))
+        if report["sweep"]:
+            sweep = report["sweep"]
+            out_console.print(
+                f"sweep ({sweep['method']}, {sweep['metric']} {sweep['mode']}): {sweep['trials']} trials, "
+                f"{sweep['epochs_x_samples']:,} epochs × samples in all"
+            )
     else:
         _print_errors([SpecError(**e) for e in report["errors"]])
     raise typer.Exit(0 if report["valid"] else INVALID)
@@ -109,7 +118,7 @@ class EpochProgress:
             refresh_per_second=1,
             disable=disable,
         )
-        self.tasks: dict[int | None, TaskID] = {}
+        self.tasks: dict[tuple[str | None, int | None], TaskID] = {}
 
     def __enter__(self) -> "EpochProgress":
         self.progress.start()
@@ -118,12 +127,18 @@ class EpochProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def update(self, fold: int | None, epoch: int, metrics: dict[str, float]) -> None:
-        if fold not in self.tasks:
-            label = f"fold {fold}" if fold is not None else "training"
-            self.tasks[fold] = self.progress.add_task("", total=self.epochs, label=label)
+    def update(
+        self, fold: int | None, epoch: int, metrics: dict[str, float], *, label: str | None = None, epochs: int = 0
+    ) -> None:
+        """Move the bar of ``fold`` of the training that ``label`` names (a sweep's trial; none for
+        the one training), whose epochs are ``epochs`` (0: the bars' default)."""
+        key = (label, fold)
+        if key not in self.tasks:
+            name = " ".join(part for part in (label, f"fold {fold}" if fold is not None else None) if part)
+            total = epochs or self.epochs
+            self.tasks[key] = self.progress.add_task("", total=total, label=name or "training")
         shown = " ".join(f"{name} {metrics[name]:.4f}" for name in SHOWN if name in metrics)
-        self.progress.update(self.tasks[fold], completed=epoch, description=shown)
+        self.progress.update(self.tasks[key], completed=epoch, description=shown)
 
 
 def _progress_callback(progress: EpochProgress) -> Any:
@@ -172,6 +187,91 @@ def _checkpoint_policy() -> Any:
     return CheckpointPolicy(settings.checkpoint_every, settings.checkpoint_min_interval_s)
 
 
+def _param_names(keys: list[str]) -> dict[str, str]:
+    """A sweep parameter's name for labels and columns: the last part of its path (``lr`` for
+    ``optimizer.lr``), or the whole key where two parameters end alike."""
+    from core.spec.trials import key_path
+
+    last = {key: key_path(key)[-1] for key in keys}
+    return {key: name if list(last.values()).count(name) == 1 else key for key, name in last.items()}
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _trial_label(trial: int, params: dict[str, Any]) -> str:
+    """``trial 3 lr=0.1``: a trial's progress label."""
+    names = _param_names(list(params))
+    return " ".join([f"trial {trial}", *(f"{names[key]}={_param_value(value)}" for key, value in params.items())])
+
+
+def _sweep_table(sweep: "SweepSpec", trials: "list[TrialOutcome]", summary: dict[str, Any], where: str) -> Table:
+    """A sweep's trials best first, one row each with its parameters and metric; the best one marked."""
+    from core.sweep.outcome import ranked
+
+    names = _param_names(list(sweep.parameters))
+    best = summary["best"]
+    table = Table(title=f"{sweep.method} sweep {summary['status']} → {where}")
+    for column in ("trial", "status", "epochs", *names.values(), sweep.metric):
+        left, kept = column in ("trial", "status"), column in ("trial", sweep.metric)
+        table.add_column(column, justify="left" if left else "right", no_wrap=kept)
+    for trial in ranked(sweep, trials):
+        marked = best is not None and trial.trial == best["trial"]
+        table.add_row(
+            f"{trial.trial} ★ best" if marked else str(trial.trial),
+            trial.status,
+            str(trial.epochs),
+            *(_param_value(trial.params[key]) for key in names),
+            "-" if trial.value is None else f"{trial.value:.4f}",
+            style="bold" if marked else None,
+        )
+    ended = ", ".join(f"{count} {status}" for status, count in summary["outcomes"].items())
+    table.caption = f"{summary['trials']} trials ({ended}), {summary['epochs']} epochs in all"
+    if best is not None:
+        table.caption += f"; best: trial {best['trial']} ({best['run']}), {sweep.metric} {best[sweep.metric]:.4f}"
+    return table
+
+
+def _train_sweep(
+    spec: "ExperimentSpec",
+    document: dict[str, Any],
+    folder: Path,
+    *,
+    jobs: int,
+    device: str | None,
+    as_json: bool,
+    local_base: Path,
+) -> None:
+    """Run a sweep's trials locally (``jobs`` at once), a progress bar per trial, then its table."""
+    from core.sweep.local import TrialEpoch, run_sweep
+
+    with EpochProgress(spec.epochs, disable=as_json) as progress:
+
+        def on_epoch(report: TrialEpoch) -> None:
+            label = _trial_label(report.trial, report.params)
+            progress.update(report.fold, report.epoch, report.metrics, label=label, epochs=report.epochs)
+
+        result = run_sweep(
+            spec,
+            document,
+            folder,
+            jobs=jobs,
+            device=device,
+            local_base=local_base,
+            checkpoints=_checkpoint_policy(),
+            on_epoch=on_epoch,
+        )
+    summary = {**result.summary, "out": str(folder)}
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        out_console.print(_sweep_table(result.sweep, result.trials, summary, str(folder)))
+    raise typer.Exit(0 if summary["status"] == "succeeded" else 1)
+
+
 @app.command()
 def train(
     spec_path: Annotated[Path, typer.Argument(help="the experiment spec (JSON)")],
@@ -179,8 +279,10 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if present)")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the checkpoint in --out (a stopped run)")] = False,
+    jobs: Annotated[int, typer.Option(min=1, help="a sweep's trials trained at once, each in its own process")] = 1,
 ) -> None:
-    """Train a spec locally, no server: progress bar, summary, weights and metrics in the run folder."""
+    """Train a spec locally, no server: progress bar, summary, weights and metrics in the run folder.
+    A spec with a sweep trains its trials, each in a folder of its own, and prints them ranked."""
     from core.data.files import data_access
     from core.engine.checkpoint import remove_checkpoint
     from core.engine.plan import plan_experiment
@@ -188,8 +290,9 @@ def train(
     from core.run_folder import checkpoint_folder
     from core.spec.schema import parse_spec
 
+    document = _read_json(spec_path)
     try:
-        spec = parse_spec(_read_json(spec_path))
+        spec = parse_spec(document)
         with data_access(local_base=spec_path.parent):  # file sources: relative to the spec file
             plan = plan_experiment(spec)
     except SpecInvalid as exc:
@@ -199,6 +302,11 @@ def train(
             _print_errors(exc.errors)
         raise typer.Exit(INVALID) from None
     folder = out or Path("runs") / f"{plan.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if spec.sweep is not None:
+        if resume:
+            err_console.print("[red]--resume continues one stopped run; a sweep starts its trials afresh[/red]")
+            raise typer.Exit(INVALID)
+        _train_sweep(spec, document, folder, jobs=jobs, device=device, as_json=as_json, local_base=spec_path.parent)
     with EpochProgress(plan.spec.epochs, disable=as_json) as progress:
         result = train_run(
             plan,
@@ -305,25 +413,83 @@ def _events(client: Any, url: str, run_id: str) -> Iterator[tuple[str, dict[str,
                 yield event, json.loads(line.removeprefix("data: "))
 
 
+def _children(client: Any, url: str, run_id: str) -> list[dict[str, Any]]:
+    """Every child of a parent run (all pages)."""
+    items: list[dict[str, Any]] = []
+    params = {"limit": 200}
+    while True:
+        page = client.get(f"{url}/v1/runs/{run_id}/children", params=params).json()
+        items += page["items"]
+        if page["next_cursor"] is None:
+            return items
+        params["cursor"] = page["next_cursor"]
+
+
+class _Bars:
+    """Which progress bar a run's events move: the run's own, or, on a parent, each child's (a
+    sweep's trial labelled with its parameters, a k-fold run's fold)."""
+
+    def __init__(self, client: Any, url: str, run: dict[str, Any]) -> None:
+        self.client, self.url, self.run = client, url, run
+        self.bars: dict[str, tuple[str | None, int | None, int]] = {run["id"]: (None, None, run["spec"]["epochs"])}
+
+    def of(self, run_id: str) -> tuple[str | None, int | None, int] | None:
+        if run_id not in self.bars:  # a child we have not seen yet: read the parent's children again
+            for child in _children(self.client, self.url, self.run["id"]):
+                epochs = child["spec"].get("epochs", self.run["spec"]["epochs"])
+                if self.run["kind"] == "kfold":
+                    self.bars[child["id"]] = (None, child["trial"], epochs)
+                else:
+                    self.bars[child["id"]] = (_trial_label(child["trial"], child["params"] or {}), None, epochs)
+        return self.bars.get(run_id)
+
+
 def _follow(client: Any, url: str, run: dict[str, Any], *, disable: bool) -> str:
-    """Show a submitted run's progress as `train` shows it; returns its final status."""
-    status, epochs = run["status"], run["spec"]["epochs"]
-    per_epoch: dict[tuple[int | None, int], dict[str, float]] = {}
-    with EpochProgress(epochs, disable=disable) as progress:
+    """Show a submitted run's progress as `train` shows it (a parent's: a bar per child); returns
+    its final status."""
+    status = run["status"]
+    bars = _Bars(client, url, run)
+    per_epoch: dict[tuple[str, int], dict[str, float]] = {}
+    with EpochProgress(run["spec"]["epochs"], disable=disable) as progress:
         for event, data in _events(client, url, run["id"]):
+            run_id = data.get("run_id", run["id"])
             if event == "status":
-                status = data["status"]
+                if run_id == run["id"]:
+                    status = data["status"]
                 if data.get("failure") and not disable:
-                    err_console.print(f"[red]{status}: {data['failure']}[/red]")
+                    which = "" if run_id == run["id"] else f"{run_id} "
+                    err_console.print(f"[red]{which}{data['status']}: {data['failure']}[/red]")
                 continue
-            fold_name, _, name = data["name"].rpartition("/")  # "fold2/val_loss" in a k-fold run
-            if name not in (*SHOWN, "lr") or data["value"] is None:
+            if data["name"] not in (*SHOWN, "lr") or data["value"] is None or (bar := bars.of(run_id)) is None:
                 continue
-            fold = int(fold_name.removeprefix("fold")) if fold_name.startswith("fold") else None
-            metrics = per_epoch.setdefault((fold, data["epoch"]), {})
-            metrics[name] = data["value"]
-            progress.update(fold, data["epoch"], metrics)
+            label, fold, epochs = bar
+            metrics = per_epoch.setdefault((run_id, data["epoch"]), {})
+            metrics[data["name"]] = data["value"]
+            progress.update(fold, data["epoch"], metrics, label=label, epochs=epochs)
     return status
+
+
+def _remote_sweep_table(client: Any, url: str, finished: dict[str, Any]) -> Table:
+    """A finished sweep parent's table, from its children, as `train` prints a local sweep's."""
+    from core.spec.sweep import SweepSpec
+    from core.status import RunStatus
+    from core.sweep.outcome import TrialOutcome
+
+    trials = [
+        TrialOutcome(
+            child["trial"],
+            child["id"],
+            child["params"] or {},
+            RunStatus(child["status"]),
+            child["epoch"],
+            child["metric"],
+        )
+        for child in _children(client, url, finished["id"])
+    ]
+    sweep = SweepSpec.model_validate(finished["spec"]["sweep"])
+    summary = finished["summary"] or {"status": finished["status"], "best": None, "outcomes": {}, "trials": 0}
+    summary.setdefault("epochs", sum(trial.epochs for trial in trials))
+    return _sweep_table(sweep, trials, summary, f"{url}/v1/runs/{finished['id']}")
 
 
 @app.command()
@@ -358,11 +524,13 @@ def submit(
             err_console.print(f"submitted {run['id']}")
         status = _follow(client, url, run, disable=as_json)
         finished = client.get(f"{url}/v1/runs/{run['id']}").json()
-    summary = finished["summary"] or {"status": status, "failure": finished["failure"]}
-    if as_json:
-        print(json.dumps(summary))
-    else:
-        out_console.print(_summary_table(summary, f"{url}/v1/runs/{run['id']}"))
+        summary = finished["summary"] or {"status": status, "failure": finished["failure"]}
+        if as_json:
+            print(json.dumps(summary))
+        elif finished["kind"] == "sweep":
+            out_console.print(_remote_sweep_table(client, url, finished))
+        else:
+            out_console.print(_summary_table(summary, f"{url}/v1/runs/{run['id']}"))
     raise typer.Exit(0 if status == "succeeded" else 1)
 
 

@@ -115,6 +115,22 @@ def test_submit_wait_shows_progress_and_a_rounded_summary_table(
     assert summary["status"] == "succeeded" and summary["epochs"] == 3 and 0.0 <= summary["val_accuracy"] <= 1.0
 
 
+def test_submit_wait_follows_a_sweep_child_by_child_and_ranks_them(
+    served: tuple[subprocess.Popen, httpx.Client], tmp_path: Path
+) -> None:
+    _, client = served
+    spec = tmp_path / "sweep.json"
+    sweep = {"method": "grid", "max_concurrent": 1, "parameters": {"optimizer.lr": [0.001, 0.1]}}
+    spec.write_text(json.dumps({**small_spec(epochs=2, name="submitted-sweep"), "sweep": sweep}))
+    command = [sys.executable, "-m", "cli.main", "submit", str(spec), "--url", str(client.base_url), "--wait"]
+    shown = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180, env=WIDE)
+    assert shown.returncode == 0, shown.stderr
+    assert "trial 0 lr=0.001" in shown.stderr and "trial 1 lr=0.1" in shown.stderr, shown.stderr  # a bar per trial
+    rows = [line for line in shown.stdout.splitlines() if line.startswith("│")]
+    assert len(rows) == 2 and "★ best" in rows[0] and "0.1" in rows[0], shown.stdout  # best first, marked
+    assert "grid sweep succeeded" in shown.stdout
+
+
 def test_sigterm_stops_the_server_and_its_worker(served: tuple[subprocess.Popen, httpx.Client]) -> None:
     process, _ = served
     workers = children(process.pid)
