@@ -163,7 +163,6 @@ class ExperimentSpec(SpecModel):
             )
         return self
 
-
     def _sweep_rules(self, sweep: SweepSpec) -> None:
         if self.data.split.kfold:
             raise PydanticCustomError(
