@@ -5,7 +5,7 @@
     python examples/measure.py --threads 1 ...      # torch intra-op threads (default: torch's)
 
 File sources are read relative to the repository root (like `trainyard train` run from there);
-k-fold specs print the mean ± std over the folds.
+k-fold specs print the mean ± std over the folds, sweep specs each trial's outcome, best first.
 
 Besides the final metrics it prints what the lesson is about: per-layer gradient norms (first and
 last weight), activation std at initialisation, the lr per epoch, the epoch of the best val_loss,
@@ -28,6 +28,8 @@ from core.data.files import data_access  # noqa: E402
 from core.engine.plan import plan_experiment, validate_document  # noqa: E402
 from core.engine.run import RunResult, run_experiment, train_run  # noqa: E402
 from core.spec.schema import parse_spec  # noqa: E402
+from core.sweep.local import run_sweep  # noqa: E402
+from core.sweep.outcome import ranked  # noqa: E402
 
 
 def layer_index(name: str) -> int:
@@ -88,6 +90,16 @@ def measure(path: Path) -> None:
     spec = parse_spec(document)
     started = time.perf_counter()
     name = path.relative_to(ROOT.parent)
+    if spec.sweep is not None:
+        with tempfile.TemporaryDirectory() as folder:
+            sweep = run_sweep(spec, document, Path(folder), device="cpu", local_base=path.parent)
+        seconds = time.perf_counter() - started
+        summary = sweep.summary
+        print(f"{name}: {summary['status']} in {seconds:.1f}s, {summary['trials']} trials, {summary['outcomes']}")
+        for trial in ranked(spec.sweep, sweep.trials):
+            value = "-" if trial.value is None else f"{spec.sweep.metric} {trial.value:.4f}"
+            print(f"    trial {trial.trial} {trial.params}: {trial.status}, {trial.epochs} epochs, {value}")
+        return
     if spec.data.split.kfold:
         with tempfile.TemporaryDirectory() as folder:
             summary = train_run(plan_experiment(spec), folder=Path(folder), device="cpu").summary()
