@@ -35,7 +35,8 @@ class Submission:
 
 
 def check_limits(plan: "Plan", settings: Settings) -> None:
-    """The service's size limits: model parameters and epochs × samples."""
+    """The service's size limits: model parameters, epochs × samples (over all of a sweep's
+    trials), and a sweep or k-fold run no larger than the queued-run quota."""
     if plan.params > settings.max_params:
         raise SpecInvalid(
             [
@@ -61,6 +62,22 @@ def check_limits(plan: "Plan", settings: Settings) -> None:
                 )
             ]
         )
+    _check_fits_quota(plan, settings)
+
+
+def _check_fits_quota(plan: "Plan", settings: Settings) -> None:
+    """A sweep or k-fold run larger than the whole queued-run quota can never be queued."""
+    kind, count = kind_and_children(plan)
+    if kind == RunKind.RUN or count <= settings.quota_queued:
+        return
+    sweep = plan.spec.sweep
+    if sweep is None:
+        where, what, hint = "/data/split/kfold", f"{count} folds are {count} runs", "use fewer folds"
+    elif sweep.method == "grid":
+        where, what, hint = "/sweep/parameters", f"the grid has {count} trials", "search fewer values"
+    else:
+        where, what, hint = "/sweep/trials", f"the sweep has {count} trials", "run fewer trials"
+    raise SpecInvalid([SpecError(where, f"{what}; your quota is {settings.quota_queued} queued runs", hint)])
 
 
 def kind_and_children(plan: "Plan") -> tuple[RunKind, int]:
@@ -75,21 +92,10 @@ def kind_and_children(plan: "Plan") -> tuple[RunKind, int]:
 
 def check_quota(plan: "Plan", session: Session, tenant: str, settings: Settings) -> None:
     """The tenant's quota of queued runs holds for the whole of a sweep or k-fold run: each of its
-    trainings counts (a sweep's trials are queued as earlier ones end, but are counted up front).
-    One larger than the whole quota is invalid (SpecInvalid); one that fits once the queue has
-    drained is refused for now (QuotaExceeded)."""
+    trainings counts (a sweep's trials are queued as earlier ones end, but are counted up front);
+    QuotaExceeded when they do not fit now."""
     queued = runs.count_active(session=session, tenant=tenant, status=RunStatus.QUEUED)
-    kind, count = kind_and_children(plan)
-    sweep = plan.spec.sweep
-    if kind != RunKind.RUN and count > settings.quota_queued:
-        if sweep is None:
-            where, what, hint = "/data/split/kfold", f"{count} folds are {count} runs", "use fewer folds"
-        elif sweep.method == "grid":
-            where, what, hint = "/sweep/parameters", f"the grid has {count} trials", "search fewer values"
-        else:
-            where, what, hint = "/sweep/trials", f"the sweep has {count} trials", "run fewer trials"
-        message = f"{what}; your quota is {settings.quota_queued} queued runs"
-        raise SpecInvalid([SpecError(where, message, hint)])
+    count = kind_and_children(plan)[1]
     if queued + count > settings.quota_queued:
         room = max(settings.quota_queued - queued, 0)
         raise QuotaExceeded(
@@ -108,9 +114,8 @@ def submit_run(
 ) -> Submission:
     """Store a queued run for ``document``, planned by ``plan`` (SpecInvalid when it does not fit
     its data or the limits). A repeated Idempotency-Key with the same body returns the original
-    run, with another body raises IdempotencyConflict; a full queue raises QuotaExceeded (and a
-    sweep or k-fold run larger than the room left SpecInvalid). A sweep or k-fold run is stored
-    as a parent; ``core.store.parents.advance`` creates its children."""
+    run, with another body raises IdempotencyConflict; a full queue raises QuotaExceeded. A sweep
+    or k-fold run is stored as a parent; ``core.store.parents.advance`` creates its children."""
     request_hash = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
     scoped_key = f"{tenant}:{idempotency_key}" if idempotency_key else None
     if scoped_key:

@@ -137,6 +137,14 @@ def test_bad_sweeps_are_422_with_pointers(client: TestClient, sweep: dict, point
     assert client.get("/v1/runs", params={"limit": 200}).json()["items"] == before  # nothing stored
 
 
+def test_the_dry_run_reports_the_trials_and_their_work(client: TestClient) -> None:
+    sweep = {"method": "grid", "parameters": {"optimizer.lr": [0.1, 0.01], "epochs": [2, 4]}}
+    report = client.post("/v1/specs/validate", json=sweep_spec(sweep))
+    assert report.status_code == 200, report.text
+    assert report.json()["sweep"]["trials"] == 4
+    assert report.json()["sweep"]["epochs_x_samples"] == (2 + 4) * 2 * report.json()["samples"]
+
+
 def test_kfold_folds_are_children_and_the_mean_and_std_are_todays(client: TestClient) -> None:
     spec = {
         "name": "kfold",

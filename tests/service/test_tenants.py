@@ -78,6 +78,8 @@ def test_a_sweep_and_its_children_are_the_tenants_own(secured: tuple[TestClient,
     assert over.status_code == 422 and settings.quota_queued < 4  # larger than the whole quota: never fits
     error = over.json()["errors"][0]
     assert error["pointer"] == "/sweep/parameters" and "quota" in error["message"]
+    dry_run = client.post("/v1/specs/validate", json={**small_spec(), "sweep": grid}, headers=auth["acme"])
+    assert dry_run.status_code == 422 and dry_run.json()["errors"] == over.json()["errors"]
     grid["parameters"]["optimizer.lr"] = [0.1, 0.01]
     parent = client.post("/v1/runs", json={**small_spec(), "sweep": grid}, headers=auth["acme"]).json()["id"]
     kids = client.get(f"/v1/runs/{parent}/children", headers=auth["acme"]).json()["items"]
