@@ -58,6 +58,8 @@ class Run(Base):
     trial: Mapped[int | None]
     params: Mapped[dict[str, Any] | None]
     document: Mapped[dict[str, Any] | None]  # a sweep's spec as submitted: its trials apply their values to it
+    verdicts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # live while it trains, final at its end
+    retry_of: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL", name="fk_runs_retry_of"))
 
 
 class Metric(Base):

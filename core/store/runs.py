@@ -42,6 +42,7 @@ def create_run(
     trial: int | None = None,
     params: dict[str, Any] | None = None,
     document: dict[str, Any] | None = None,
+    retry_of: str | None = None,
 ) -> Run:
     run = Run(
         id=new_id("run"),
@@ -57,6 +58,7 @@ def create_run(
         trial=trial,
         params=params,
         document=document,
+        retry_of=retry_of,
     )
     session.add(run)
     session.flush()
@@ -203,12 +205,18 @@ def finish_run(
     summary: dict[str, Any] | None,
     failure: str | None,
     stop_reason: str | None,
+    verdicts: list[dict[str, Any]] | None = None,
 ) -> None:
-    session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.status == RUNNING)
-        .values(status=status, summary=summary, failure=failure, stop_reason=stop_reason, finished_at=utcnow())
-    )
+    values: dict[str, Any] = {
+        "status": status,
+        "summary": summary,
+        "failure": failure,
+        "stop_reason": stop_reason,
+        "finished_at": utcnow(),
+    }
+    if verdicts is not None:
+        values["verdicts"] = verdicts
+    session.execute(update(Run).where(Run.id == run_id, Run.status == RUNNING).values(**values))
     session.commit()
 
 
@@ -258,10 +266,21 @@ def stop_children(*, session: Session, parent_id: str, reason: str) -> None:
     session.execute(update(Run).where(children, Run.status == RUNNING).values(cancel_requested=True))
 
 
-def report_progress(*, session: Session, run_id: str, epoch: int, points: list[tuple[int, int, str, float]]) -> bool:
-    """One transaction: store metric points and the epoch reached; returns whether a cancel was asked."""
+def report_progress(
+    *,
+    session: Session,
+    run_id: str,
+    epoch: int,
+    points: list[tuple[int, int, str, float]],
+    verdicts: list[dict[str, Any]] | None = None,
+) -> bool:
+    """One transaction: store metric points, the epoch reached and (when given) the verdicts so
+    far; returns whether a cancel was asked."""
     _insert_metrics(session, run_id, points)
-    result = session.execute(update(Run).where(Run.id == run_id).values(epoch=epoch).returning(Run.cancel_requested))
+    values: dict[str, Any] = {"epoch": epoch}
+    if verdicts is not None:
+        values["verdicts"] = verdicts
+    result = session.execute(update(Run).where(Run.id == run_id).values(**values).returning(Run.cancel_requested))
     cancel = bool(result.scalar())
     session.commit()
     return cancel

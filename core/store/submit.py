@@ -111,11 +111,13 @@ def submit_run(
     plan: Callable[[dict[str, Any]], "Plan"],
     settings: Settings,
     idempotency_key: str | None = None,
+    retry_of: str | None = None,
 ) -> Submission:
     """Store a queued run for ``document``, planned by ``plan`` (SpecInvalid when it does not fit
     its data or the limits). A repeated Idempotency-Key with the same body returns the original
     run, with another body raises IdempotencyConflict; a full queue raises QuotaExceeded. A sweep
-    or k-fold run is stored as a parent; ``core.store.parents.advance`` creates its children."""
+    or k-fold run is stored as a parent; ``core.store.parents.advance`` creates its children.
+    ``retry_of`` links a retried run to the run it retries."""
     request_hash = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
     scoped_key = f"{tenant}:{idempotency_key}" if idempotency_key else None
     if scoped_key:
@@ -135,6 +137,7 @@ def submit_run(
             request_hash=request_hash,
             kind=kind_and_children(planned)[0],
             document=document if planned.spec.sweep is not None else None,
+            retry_of=retry_of,
         )
         session.commit()
     except IntegrityError:  # the same key raced in from another request
