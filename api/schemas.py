@@ -16,6 +16,8 @@ class RunPublic(BaseModel):
     parent_id: str | None
     trial: int | None  # a sweep trial's number (from 0), a fold's number (from 1)
     params: dict[str, Any] | None  # the values a sweep trial set
+    retry_of: str | None  # the run this one retries
+    verdicts: list[dict[str, Any]] | None  # what its curves and diagnostics say (live while it trains)
     status: str
     spec: dict[str, Any]
     summary: dict[str, Any] | None

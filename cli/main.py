@@ -178,6 +178,45 @@ def _summary_table(summary: dict[str, Any], where: str) -> Table:
     return table
 
 
+def _folder_verdicts(spec: "ExperimentSpec", folder: Path, failure: str | None) -> list[dict[str, Any]]:
+    """What a finished training's series say, read from its metrics file (a resumed run's too)."""
+    from core.insight.verdicts import assess
+
+    from core import run_folder
+    from core.insight.series import from_points
+
+    lines = (folder / run_folder.METRICS).read_text().splitlines()
+    points = [(p["step"], p["epoch"], p["name"], p["value"]) for p in map(json.loads, lines)]
+    return [verdict.as_dict() for verdict in assess(spec, from_points(points), failure=failure, final=True)]
+
+
+SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
+
+
+def _change(op: dict[str, Any]) -> str:
+    """A JSON Patch op as a person reads it: ``/optimizer/lr → 0.2``."""
+    value = json.dumps(op.get("value")) if "value" in op else ""
+    return f"{op['path']} → {value}" if op.get("op") in ("replace", "add") else f"{op.get('op')} {op.get('path')}"
+
+
+def _print_verdicts(verdicts: list[dict[str, Any]] | None) -> None:
+    """The verdicts under a summary: severity, code, what the series show, the change to try."""
+    if not verdicts:
+        return
+    table = Table(title="verdicts")
+    for column in ("severity", "code", "what the curves say", "try"):
+        table.add_column(column)
+    for verdict in verdicts:
+        style = SEVERITY_STYLE.get(verdict["severity"], "")
+        table.add_row(
+            f"[{style}]{verdict['severity']}[/{style}]" if style else verdict["severity"],
+            verdict["code"],
+            verdict["message"],
+            "\n".join(_change(op) for op in verdict.get("suggestion") or []),
+        )
+    out_console.print(table)
+
+
 def _checkpoint_policy() -> Any:
     """Checkpoints as the service's workers take them (TRAINYARD_CHECKPOINT_* settings)."""
     from core.engine.checkpoint import CheckpointPolicy
@@ -286,7 +325,7 @@ def train(
     from core.data.files import data_access
     from core.engine.checkpoint import remove_checkpoint
     from core.engine.plan import plan_experiment
-    from core.engine.run import train_run
+    from core.engine.run import RunResult, train_run
     from core.run_folder import checkpoint_folder
     from core.spec.schema import parse_spec
 
@@ -319,10 +358,13 @@ def train(
     result.save(folder)
     remove_checkpoint(checkpoint_folder(folder))
     summary = {**result.summary(), "out": str(folder)}
+    if isinstance(result, RunResult):  # a k-fold run's folds are each a training of their own
+        summary["verdicts"] = _folder_verdicts(plan.spec, folder, result.failure)
     if as_json:
         print(json.dumps(summary))
     else:
-        out_console.print(_summary_table(summary, str(folder)))
+        out_console.print(_summary_table({k: v for k, v in summary.items() if k != "verdicts"}, str(folder)))
+        _print_verdicts(summary.get("verdicts"))
     raise typer.Exit(0 if result.status == "succeeded" else 1)
 
 
@@ -526,11 +568,13 @@ def submit(
         finished = client.get(f"{url}/v1/runs/{run['id']}").json()
         summary = finished["summary"] or {"status": status, "failure": finished["failure"]}
         if as_json:
-            print(json.dumps(summary))
+            verdicts = {"verdicts": finished["verdicts"]} if finished.get("verdicts") is not None else {}
+            print(json.dumps({**summary, **verdicts}))
         elif finished["kind"] == "sweep":
             out_console.print(_remote_sweep_table(client, url, finished))
         else:
             out_console.print(_summary_table(summary, f"{url}/v1/runs/{run['id']}"))
+            _print_verdicts(finished.get("verdicts"))
     raise typer.Exit(0 if status == "succeeded" else 1)
 
 

@@ -19,6 +19,7 @@ META = "meta.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 TOKENIZER = "tokenizer.json"
+PLOTS = "plots"  # the subfolder of a finished run's plots, rendered on their first request
 ONNX = "model.onnx"
 CHECKPOINT = "checkpoint"
 

@@ -20,8 +20,10 @@ from core.engine.events import Callback, State
 from core.engine.plan import plan_experiment
 from core.engine.run import train_run
 from core.errors import SpecInvalid
+from core.insight.series import from_points
+from core.insight.verdicts import assess
 from core.settings import Settings
-from core.spec.schema import parse_spec
+from core.spec.schema import ExperimentSpec, parse_spec
 from core.status import RunStatus
 from core.store import parents, runs
 from core.store.datasets import dataset_resolver
@@ -72,17 +74,50 @@ def worker_context(settings: Settings) -> WorkerContext:
     )
 
 
-class DatabaseReporter(Callback):
-    """Stores metric points and progress, and checks for a cancel request, in one transaction at
-    most every ``interval_s`` seconds (and at the end), so short epochs cost no round trip each."""
+def verdicts_of(
+    spec: ExperimentSpec, points: list[tuple[int, int, str, float]], *, failure: str | None = None, final: bool = False
+) -> list[dict] | None:
+    """What the run's series say (``core.insight``); None, logged, if reading them failed: the
+    verdicts are advice, and a bug in them must not fail the training."""
+    try:
+        return [verdict.as_dict() for verdict in assess(spec, from_points(points), failure=failure, final=final)]
+    except Exception:
+        log.exception("could not assess the run's series")
+        return None
 
-    def __init__(self, sessions: sessionmaker[Session], run_id: str, *, interval_s: float) -> None:
+
+def stored_points(sessions: sessionmaker[Session], run_id: str) -> list[tuple[int, int, str, float]]:
+    """Every metric point the run has stored (an earlier attempt's too)."""
+    with sessions() as session:
+        return [
+            (row.step, row.epoch, row.name, row.value) for row in runs.metric_rows(session=session, run_ids=[run_id])
+        ]
+
+
+class DatabaseReporter(Callback):
+    """Stores metric points, progress and the verdicts so far, and checks for a cancel request,
+    in one transaction at most every ``interval_s`` seconds (and at the end), so short epochs cost
+    no round trip each. The verdicts read every point of the run (``earlier``: those an earlier
+    attempt stored)."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        run_id: str,
+        *,
+        interval_s: float,
+        earlier: list[tuple[int, int, str, float]] | None = None,
+    ) -> None:
         self.sessions, self.run_id, self.interval_s = sessions, run_id, interval_s
         self.points: list[tuple[int, int, str, float]] = []
+        self.seen = list(earlier or [])
+        self.verdicts: list[dict] | None = None
         self.last = time.monotonic()
 
     def on_metrics(self, state: State) -> None:
-        self.points += [(p.step, p.epoch, p.name, p.value) for p in state.new_points]
+        new = [(p.step, p.epoch, p.name, p.value) for p in state.new_points]
+        self.points += new
+        self.seen += new
 
     def on_epoch_end(self, state: State) -> None:
         if time.monotonic() - self.last >= self.interval_s:
@@ -92,9 +127,14 @@ class DatabaseReporter(Callback):
         self.report(state)
 
     def report(self, state: State) -> None:
+        verdicts = verdicts_of(state.spec, self.seen)
+        changed = verdicts if verdicts is not None and verdicts != self.verdicts else None
         with self.sessions() as session:
-            cancel = runs.report_progress(session=session, run_id=self.run_id, epoch=state.epoch, points=self.points)
+            cancel = runs.report_progress(
+                session=session, run_id=self.run_id, epoch=state.epoch, points=self.points, verdicts=changed
+            )
         self.points, self.last = [], time.monotonic()
+        self.verdicts = verdicts if changed is not None else self.verdicts
         if cancel:
             state.stop("cancelled by request", status=RunStatus.CANCELLED)
 
@@ -214,7 +254,12 @@ def _execute(run_id: str, context: WorkerContext) -> runs.ClaimOutcome | RunStat
             data_access(data_root=context.data_root, resolve_dataset=dataset_resolver(context.sessions, run.tenant)),
         ):
             plan = plan_experiment(parse_spec(run.spec))
-            reporter = DatabaseReporter(context.sessions, run_id, interval_s=context.report_interval_s)
+            reporter = DatabaseReporter(
+                context.sessions,
+                run_id,
+                interval_s=context.report_interval_s,
+                earlier=stored_points(context.sessions, run_id),  # a later attempt's verdicts read the first's points
+            )
             result = train_run(
                 plan,
                 folder=folder,
@@ -244,7 +289,10 @@ def _execute(run_id: str, context: WorkerContext) -> runs.ClaimOutcome | RunStat
             kind = str(path.relative_to(folder))
             runs.add_artifact(session=session, run_id=run_id, kind=kind, uri=str(path), size=path.stat().st_size)
     summary = result.summary()
-    status = _finish(context, run_id, result.status, summary, result.failure, summary.get("stop_reason"))
+    verdicts = verdicts_of(
+        plan.spec, stored_points(context.sessions, run_id), failure=result.failure, final=True
+    )  # every point of the run, an earlier attempt's included
+    status = _finish(context, run_id, result.status, summary, result.failure, summary.get("stop_reason"), verdicts)
     remove_checkpoint(run_folder.checkpoint_folder(folder))
     return status
 
@@ -256,10 +304,17 @@ def _finish(
     summary: dict | None,
     failure: str | None,
     stop_reason: str | None,
+    verdicts: list[dict] | None = None,
 ) -> RunStatus:
     with context.sessions() as session:
         runs.finish_run(
-            session=session, run_id=run_id, status=status, summary=summary, failure=failure, stop_reason=stop_reason
+            session=session,
+            run_id=run_id,
+            status=status,
+            summary=summary,
+            failure=failure,
+            stop_reason=stop_reason,
+            verdicts=verdicts,
         )
     log.info("run %s %s%s", run_id, status, f": {failure}" if failure else "")
     return status

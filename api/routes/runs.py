@@ -1,4 +1,4 @@
-"""Runs: submit, list, read, children, metrics, live events, cancel."""
+"""Runs: submit, list, read, children, metrics, live events, cancel, retry."""
 
 import json
 import logging
@@ -8,11 +8,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, status
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 
 from api.deps import ServiceDep, SessionDep, TenantDep, data_access_for
-from api.problems import Problem
+from api.problems import Problem, invalid_spec
 from api.schemas import ChildList, ChildPublic, RunList, RunMetrics, RunPublic, Series, finite
 from core.engine.plan import Plan, plan_experiment
+from core.errors import SpecInvalid
+from core.insight.downsample import downsample
+from core.spec.patch import apply_patch
 from core.spec.schema import parse_spec
 from core.status import RunStatus
 from core.store import parents, runs, submit
@@ -32,17 +36,17 @@ def get_run_or_404(session: SessionDep, run_id: str, tenant: str) -> Run:
     return run
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunPublic)
-def submit_run(
-    document: SpecDocument,
+def submit_document(
+    document: dict[str, Any],
+    *,
     session: SessionDep,
     service: ServiceDep,
-    tenant: TenantDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> RunPublic:
-    """Validate the spec against its data and the tenant's limits, store it and queue it: 202 with
-    the queued run. A repeated Idempotency-Key returns the original run. A sweep or k-fold spec
-    is stored as a parent, and its first children are queued."""
+    tenant: str,
+    idempotency_key: str | None = None,
+    retry_of: str | None = None,
+) -> Run:
+    """Validate a spec against its data and the tenant's limits, store it and queue it (a sweep or
+    k-fold parent: its first children); a repeated Idempotency-Key returns the original run."""
 
     def plan(spec: dict[str, Any]) -> Plan:
         with data_access_for(service, tenant):
@@ -56,6 +60,7 @@ def submit_run(
             plan=plan,
             settings=service.settings,
             idempotency_key=idempotency_key,
+            retry_of=retry_of,
         )
     except submit.IdempotencyConflict as exc:
         raise Problem(409, "Idempotency-Key reused", str(exc)) from None
@@ -74,6 +79,58 @@ def submit_run(
                 queued = []
             session.refresh(run)
         send(service.queue, service.settings, service.sessions, queued)
+    return run
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunPublic)
+def submit_run(
+    document: SpecDocument,
+    session: SessionDep,
+    service: ServiceDep,
+    tenant: TenantDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> RunPublic:
+    """Validate the spec against its data and the tenant's limits, store it and queue it: 202 with
+    the queued run. A repeated Idempotency-Key returns the original run. A sweep or k-fold spec
+    is stored as a parent, and its first children are queued."""
+    run = submit_document(document, session=session, service=service, tenant=tenant, idempotency_key=idempotency_key)
+    return RunPublic.of(run)
+
+
+class RetryRequest(BaseModel):
+    patch: list[dict[str, Any]] = Field(
+        default_factory=list, max_length=1000, description="JSON Patch ops (RFC 6902) on the run's spec"
+    )
+
+
+@router.post("/{run_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=RunPublic)
+def retry(
+    run_id: str,
+    session: SessionDep,
+    service: ServiceDep,
+    tenant: TenantDep,
+    request: Annotated[RetryRequest | None, Body()] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> RunPublic:
+    """Submit a new run from this run's spec (a sweep's: as submitted) with ``patch`` applied, such
+    as a verdict's suggestion, validated as any spec; 202 with the new run, whose ``retry_of``
+    names this one. An op that does not apply is a 422 at ``/patch/<i>``; a patched spec the
+    schema refuses is a 422 whose pointers are into the patched spec."""
+    old = get_run_or_404(session, run_id, tenant)
+    document = apply_patch(old.document or old.spec, request.patch if request else [])
+    try:
+        run = submit_document(
+            document,
+            session=session,
+            service=service,
+            tenant=tenant,
+            idempotency_key=idempotency_key,
+            retry_of=old.id,
+        )
+    except SpecInvalid as exc:
+        problem = invalid_spec(exc)
+        problem.detail += " (the run's spec with the patch applied)"
+        raise problem from None
     return RunPublic.of(run)
 
 
@@ -144,8 +201,13 @@ def read_metrics(
     session: SessionDep,
     tenant: TenantDep,
     names: Annotated[list[str] | None, Query(description="only these metric names")] = None,
+    max_points: Annotated[
+        int | None, Query(ge=2, le=100_000, description="thin each longer series to this many points (min/max)")
+    ] = None,
 ) -> RunMetrics:
-    """Every metric series of the run (per epoch and per step), read in one query."""
+    """Every metric series of the run (per epoch and per step), read in one query. With
+    ``max_points``, a longer series keeps its first and last points and each bucket's minimum
+    and maximum, in order."""
     get_run_or_404(session, run_id, tenant)
     series: dict[str, Series] = {}
     for row in runs.metric_rows(session=session, run_ids=[run_id], names=names):
@@ -153,6 +215,10 @@ def read_metrics(
         points.step.append(row.step)
         points.epoch.append(row.epoch)
         points.value.append(finite(row.value))
+    if max_points is not None:
+        for name, points in series.items():
+            step, epoch, value = downsample(points.step, points.epoch, points.value, max_points)
+            series[name] = Series(step=step, epoch=epoch, value=value)
     return RunMetrics(run_id=run_id, series=series)
 
 
@@ -183,15 +249,17 @@ def events(
     tenant: TenantDep,
     last_event_id: Annotated[int | None, Header()] = None,
 ) -> StreamingResponse:
-    """Server-Sent Events: ``status`` on every status change, ``metric`` for every point, in order;
-    ends after the run finishes. Reconnect with Last-Event-ID to resume after a metric. On a
-    parent the stream carries its children's status changes and points too: every event names
-    its run (``run_id``), and the stream ends once the parent and every child have finished."""
+    """Server-Sent Events: ``status`` on every status change, ``metric`` for every point, in order,
+    ``verdicts`` whenever what the run's series say changes; ends after the run finishes.
+    Reconnect with Last-Event-ID to resume after a metric. On a parent the stream carries its
+    children's events too: every event names its run (``run_id``), and the stream ends once the
+    parent and every child have finished."""
     get_run_or_404(session, run_id, tenant)
     poll = service.settings.sse_poll_seconds
 
     def stream() -> Iterator[str]:
         seen: dict[str, str] = {}
+        judged: dict[str, list | None] = {}
         after = last_event_id or 0
         while True:
             with service.sessions() as s:
@@ -202,6 +270,9 @@ def events(
                 point = {"run_id": row.run_id, "step": row.step, "epoch": row.epoch, "name": row.name}
                 yield _sse("metric", {**point, "value": finite(row.value)}, row.id)
             for run in family:
+                if run.verdicts and judged.get(run.id) != run.verdicts:
+                    judged[run.id] = run.verdicts
+                    yield _sse("verdicts", {"run_id": run.id, "verdicts": run.verdicts})
                 if seen.get(run.id) != run.status:
                     seen[run.id] = run.status
                     status = {"run_id": run.id, "status": run.status, "epoch": run.epoch, "failure": run.failure}

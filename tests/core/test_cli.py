@@ -132,3 +132,14 @@ def test_train_resume_continues_a_stopped_run_from_its_checkpoint(tmp_path: Path
 
     assert points(tmp_path / "run") == points(tmp_path / "straight"), "epochs 1-2 kept, 3-4 written once"
     assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_train_names_the_lesson_in_its_verdicts(tmp_path: Path) -> None:
+    spec = ROOT / "examples" / "zero_init.json"
+    shown = CliRunner().invoke(app, ["train", str(spec), "--out", str(tmp_path / "table")], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert "symmetric_units" in shown.output and "/model/init" in shown.output  # the verdict and the change to try
+    scripted = CliRunner().invoke(app, ["train", str(spec), "--json", "--out", str(tmp_path / "json")])
+    verdicts = json.loads(scripted.stdout)["verdicts"]
+    symmetric = next(v for v in verdicts if v["code"] == "symmetric_units")
+    assert symmetric["severity"] == "error" and symmetric["suggestion"][0]["path"].startswith("/model/init")
