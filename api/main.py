@@ -13,7 +13,7 @@ from api import predict, problems
 from api.deps import Service
 from api.limits import BodyLimit
 from api.predict import PredictEndpoint
-from api.routes import datasets, health, models, runs, specs
+from api.routes import datasets, health, models, plots, runs, specs, ui
 from api.serving import ModelCache
 from api.sweeper import sweep_forever
 from core.settings import Settings
@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.add_middleware(PredictEndpoint)  # inside the body limit, ahead of the router
     app.add_middleware(BodyLimit, limit=settings.max_request_mb * 2**20, upload_limit=settings.max_upload_mb * 2**20)
-    for module in (runs, models, specs, datasets, health):
+    for module in (runs, models, specs, datasets, health, plots, ui):
         app.include_router(module.router)
     app.openapi = lambda: predict.document(FastAPI.openapi(app))  # type: ignore[method-assign]
     return app

@@ -230,6 +230,9 @@ def run_experiment(
     for callback in trainer.callbacks:
         if isinstance(callback, EarlyStopping) and callback.best_epoch:
             final.update({"best_epoch": callback.best_epoch, f"best_{callback.monitor}": callback.best})
+    val_losses = [value for value in history.series("val_loss") if math.isfinite(value)]
+    if val_losses and "best_val_loss" not in final:  # the best, not the last, whatever stopped the run
+        final["best_val_loss"] = min(val_losses)
     if state.status == RunStatus.SUCCEEDED and splits.test is not None:
         trainer.evaluate(splits.test, "test")
         synced = trainer.sync()

@@ -77,6 +77,7 @@ def test_early_stopping_on_accuracy_waits_for_it_to_go_up():
 def test_without_early_stopping_every_epoch_runs():
     result = train(spec_document(epochs=4, regularization={"early_stopping": None}))
     assert result.epochs == 4 and result.stop_reason is None
+    assert result.summary()["best_val_loss"] == min(result.history.series("val_loss"))  # the best, not the last
 
 
 def test_early_stopping_state_round_trips():
