@@ -502,6 +502,8 @@ def _follow(client: Any, url: str, run: dict[str, Any], *, disable: bool) -> str
                     which = "" if run_id == run["id"] else f"{run_id} "
                     err_console.print(f"[red]{which}{data['status']}: {data['failure']}[/red]")
                 continue
+            if event != "metric":  # verdicts: shown with the summary once the run has finished
+                continue
             if data["name"] not in (*SHOWN, "lr") or data["value"] is None or (bar := bars.of(run_id)) is None:
                 continue
             label, fold, epochs = bar
