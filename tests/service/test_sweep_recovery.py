@@ -26,7 +26,9 @@ from tests.service.conftest import TERMINAL, postgres_database, small_spec, star
 from tests.service.test_recovery import app_settings, environment, series
 
 SWEEP = {
-    **small_spec(name="parallel-sweep", epochs=12, data={"source": {"type": "builtin", "name": "digits"}}),
+    **small_spec(  # long enough (~4 s a trial) that the trial killed at epoch 3 has not finished first
+        name="parallel-sweep", epochs=30, data={"source": {"type": "builtin", "name": "digits"}, "batch_size": 32}
+    ),
     "sweep": {
         "method": "random",
         "trials": 4,
@@ -71,7 +73,7 @@ def test_two_workers_train_trials_at_once_and_a_killed_trial_resumes(tmp_path: P
         assert [kid["status"] for kid in kids] == ["succeeded"] * 4
         resumed = next(kid for kid in kids if kid["id"] == victim["id"])
         assert resumed["attempt"] == 2 and [kid["attempt"] for kid in kids].count(1) == 3
-        assert all(epochs == list(range(1, 13)) for epochs in curves.values())  # every epoch exactly once
+        assert all(epochs == list(range(1, 31)) for epochs in curves.values())  # every epoch exactly once
         assert any(overlaps(a, b) for a in kids for b in kids if a is not b)  # trained at the same time
         assert len({kid["worker"] for kid in kids}) >= 2
         engine = sqlalchemy.create_engine(url)
