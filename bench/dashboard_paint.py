@@ -44,7 +44,7 @@ from bench.metrics_downsample import EPOCHS, PER_EPOCH, synthetic_points
 from core.settings import Settings
 from core.status import RunStatus
 from core.store.db import make_engine, session_factory
-from core.store.runs import claim_run, finish_run, report_progress
+from core.store.runs import add_points, claim_run, finish_run
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -124,7 +124,7 @@ def finished_run(base: str, settings: Settings, rows: list[tuple[int, int, str, 
     with session_factory(make_engine(settings.resolved_database_url))() as session:
         claim_run(session=session, run_id=run_id, worker="bench", lease_s=3600, max_running=1)
         for start in range(0, len(rows), 10_000):
-            report_progress(session=session, run_id=run_id, epoch=EPOCHS, points=rows[start : start + 10_000])
+            add_points(session=session, run_id=run_id, points=rows[start : start + 10_000])
         summary = {"epochs": EPOCHS, "val_loss": 1 / EPOCHS, "val_accuracy": 0.9, "seconds": 60.0}
         finish_run(
             session=session, run_id=run_id, status=RunStatus.SUCCEEDED, summary=summary, failure=None, stop_reason=None

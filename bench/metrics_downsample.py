@@ -30,7 +30,7 @@ from api.main import create_app
 from bench.local_service import POSTGRES, tiny_spec
 from core.settings import Settings
 from core.store.db import make_engine, session_factory
-from core.store.runs import report_progress
+from core.store.runs import add_points
 
 EPOCHS = 100
 PER_EPOCH = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr")
@@ -75,7 +75,7 @@ def stored_run(client: TestClient, settings: Settings, rows: list[tuple[int, int
     sessions = session_factory(make_engine(settings.resolved_database_url))
     with sessions() as session:
         for start in range(0, len(rows), 10_000):
-            report_progress(session=session, run_id=run_id, epoch=EPOCHS, points=rows[start : start + 10_000])
+            add_points(session=session, run_id=run_id, points=rows[start : start + 10_000])
     return run_id
 
 

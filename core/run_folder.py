@@ -32,8 +32,18 @@ def fold_folder(folder: Path, fold: int) -> Path:
     return folder / f"fold_{fold}"
 
 
-def checkpoint_folder(folder: Path) -> Path:
-    return folder / CHECKPOINT
+def checkpoint_folder(folder: Path, attempt: int | None = None) -> Path:
+    """Where a training in ``folder`` checkpoints: one subfolder per attempt of a service run (so
+    a stale attempt never overwrites the next one's), ``checkpoint/`` itself otherwise."""
+    base = folder / CHECKPOINT
+    return base if attempt is None else base / f"attempt-{attempt}"
+
+
+def checkpoint_candidates(folder: Path) -> list[Path]:
+    """The checkpoint folders a resumed training may continue from, newest attempt first."""
+    base = folder / CHECKPOINT
+    attempts = [path for path in base.glob("attempt-*") if path.name.removeprefix("attempt-").isdigit()]
+    return [*sorted(attempts, key=lambda path: int(path.name.removeprefix("attempt-")), reverse=True), base]
 
 
 def has_model(folder: Path) -> bool:

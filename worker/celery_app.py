@@ -44,12 +44,15 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-def send(queue: Celery, settings: Settings, sessions: sessionmaker[Session], run_ids: list[str]) -> None:
-    """Send runs to the workers and note when; a broker that is down leaves them for the next sweep."""
+def send(
+    queue: Celery, settings: Settings, sessions: sessionmaker[Session], run_ids: list[str], countdown: float = 0
+) -> None:
+    """Send runs to the workers (after ``countdown`` seconds) and note when, so the sweeper sends no
+    second copy; a broker that is down leaves them for the next sweep."""
     sent = []
     for run_id in run_ids:
         try:
-            queue.send_task(TRAIN_TASK, args=[run_id], queue=settings.queue)
+            queue.send_task(TRAIN_TASK, args=[run_id], queue=settings.queue, countdown=countdown or None)
             sent.append(run_id)
         except Exception as exc:  # the broker is down: the runs stay queued in the database
             log.warning("could not queue run %s: %s", run_id, exc)

@@ -49,7 +49,7 @@ class WorkerContext:
     checkpoints: CheckpointPolicy
     report_interval_s: float
     optuna_url: str
-    send: Callable[[list[str]], None]  # runs to the workers' queue
+    send: Callable[..., None]  # (run ids, countdown=seconds): runs to the workers' queue, noted as sent
 
 
 def worker_context(settings: Settings) -> WorkerContext:
@@ -70,7 +70,7 @@ def worker_context(settings: Settings) -> WorkerContext:
         CheckpointPolicy(settings.checkpoint_every, settings.checkpoint_min_interval_s),
         settings.report_interval_s,
         settings.resolved_optuna_url,
-        lambda run_ids: send(queue, settings, sessions, run_ids),
+        lambda run_ids, countdown=0: send(queue, settings, sessions, run_ids, countdown),
     )
 
 
@@ -105,10 +105,13 @@ class DatabaseReporter(Callback):
         sessions: sessionmaker[Session],
         run_id: str,
         *,
+        held_by: tuple[str, int],
         interval_s: float,
+        lost: threading.Event,
         earlier: list[tuple[int, int, str, float]] | None = None,
     ) -> None:
         self.sessions, self.run_id, self.interval_s = sessions, run_id, interval_s
+        self.held_by, self.lost = held_by, lost
         self.points: list[tuple[int, int, str, float]] = []
         self.seen = list(earlier or [])
         self.verdicts: list[dict] | None = None
@@ -120,6 +123,8 @@ class DatabaseReporter(Callback):
         self.seen += new
 
     def on_epoch_end(self, state: State) -> None:
+        if self.lost.is_set():  # the heartbeat found the run requeued: stop before writing more
+            raise runs.LeaseLost(self.run_id)
         if time.monotonic() - self.last >= self.interval_s:
             self.report(state)
 
@@ -127,11 +132,19 @@ class DatabaseReporter(Callback):
         self.report(state)
 
     def report(self, state: State) -> None:
+        """Raises LeaseLost (nothing stored) when the run is no longer this attempt's."""
         verdicts = verdicts_of(state.spec, self.seen)
         changed = verdicts if verdicts is not None and verdicts != self.verdicts else None
+        worker, attempt = self.held_by
         with self.sessions() as session:
             cancel = runs.report_progress(
-                session=session, run_id=self.run_id, epoch=state.epoch, points=self.points, verdicts=changed
+                session=session,
+                run_id=self.run_id,
+                worker=worker,
+                attempt=attempt,
+                epoch=state.epoch,
+                points=self.points,
+                verdicts=changed,
             )
         self.points, self.last = [], time.monotonic()
         self.verdicts = verdicts if changed is not None else self.verdicts
@@ -140,19 +153,34 @@ class DatabaseReporter(Callback):
 
 
 class Heartbeat:
-    """Renews the run's lease from a background thread while it trains."""
+    """Renews the run's lease from a background thread while it trains; sets ``lost`` when the
+    run is no longer this attempt's. A database error is logged and the beat goes on (the lease
+    outlives a few missed beats)."""
 
-    def __init__(self, context: WorkerContext, run_id: str) -> None:
-        self.context, self.run_id = context, run_id
-        self.stopped = threading.Event()
+    def __init__(self, context: WorkerContext, run_id: str, attempt: int) -> None:
+        self.context, self.run_id, self.attempt = context, run_id, attempt
+        self.stopped, self.lost = threading.Event(), threading.Event()
         self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
 
     def _beat(self) -> None:
-        while not self.stopped.wait(self.context.lease_s / 3):
-            with self.context.sessions() as session:
-                runs.renew_lease(
-                    session=session, run_id=self.run_id, worker=self.context.name, lease_s=self.context.lease_s
-                )
+        context = self.context
+        while not self.stopped.wait(context.lease_s / 3):
+            try:
+                with context.sessions() as session:
+                    held = runs.renew_lease(
+                        session=session,
+                        run_id=self.run_id,
+                        worker=context.name,
+                        attempt=self.attempt,
+                        lease_s=context.lease_s,
+                    )
+            except Exception:
+                log.exception("could not renew the lease of run %s; trying again", self.run_id)
+                continue
+            if not held:
+                log.warning("run %s is no longer attempt %d's: stopping it here", self.run_id, self.attempt)
+                self.lost.set()
+                return
 
     def __enter__(self) -> "Heartbeat":
         self.thread.start()
@@ -169,6 +197,7 @@ class _Claimed:
 
     spec: dict
     tenant: str
+    attempt: int
     parent_id: str | None
     trial: int | None
     parent_kind: str | None
@@ -204,6 +233,19 @@ def execute_run(*, run_id: str, context: WorkerContext) -> runs.ClaimOutcome | R
     return status
 
 
+DEFER_SECONDS = 5
+
+
+def dispatch(context: WorkerContext, run_id: str, outcome: runs.ClaimOutcome | RunStatus) -> None:
+    """What the queue does after an attempt: a run deferred by its tenant's quota is sent again a
+    little later, one given back after an infrastructure failure at once (maybe to another
+    worker); either way it is noted as sent, so the sweeper adds no copy of its own."""
+    if outcome == runs.ClaimOutcome.DEFERRED:
+        context.send([run_id], countdown=DEFER_SECONDS)
+    elif outcome == RunStatus.QUEUED:
+        context.send([run_id])
+
+
 def _advance_parent(context: WorkerContext, run_id: str) -> None:
     with context.sessions() as session:
         parent_id = session.get(Run, run_id).parent_id
@@ -236,6 +278,7 @@ def _claim(context: WorkerContext, run_id: str) -> runs.ClaimOutcome | _Claimed:
         return _Claimed(
             run.spec,
             run.tenant,
+            run.attempt,
             run.parent_id,
             run.trial,
             parent.kind if parent else None,
@@ -247,17 +290,20 @@ def _execute(run_id: str, context: WorkerContext) -> runs.ClaimOutcome | RunStat
     run = _claim(context, run_id)
     if not isinstance(run, _Claimed):
         return run
+    held_by = (context.name, run.attempt)  # every write below is fenced on it
     folder = context.artifact_dir / run_id
     try:
         with (
-            Heartbeat(context, run_id),
+            Heartbeat(context, run_id, run.attempt) as heartbeat,
             data_access(data_root=context.data_root, resolve_dataset=dataset_resolver(context.sessions, run.tenant)),
         ):
             plan = plan_experiment(parse_spec(run.spec))
             reporter = DatabaseReporter(
                 context.sessions,
                 run_id,
+                held_by=held_by,
                 interval_s=context.report_interval_s,
+                lost=heartbeat.lost,
                 earlier=stored_points(context.sessions, run_id),  # a later attempt's verdicts read the first's points
             )
             result = train_run(
@@ -268,12 +314,15 @@ def _execute(run_id: str, context: WorkerContext) -> runs.ClaimOutcome | RunStat
                 resume=True,  # a later attempt continues from the checkpoint of the one that died
                 checkpoints=context.checkpoints,
                 fold=run.trial if run.parent_kind == RunKind.KFOLD else None,  # a k-fold run's fold
+                attempt=run.attempt,
             )
+    except runs.LeaseLost:
+        return _lost(run_id, run.attempt)
     except SpecInvalid as exc:
-        return _finish(context, run_id, RunStatus.FAILED, None, f"invalid spec: {exc}", None)
+        return _finish(context, run_id, held_by, RunStatus.FAILED, None, f"invalid spec: {exc}", None)
     except Exception as exc:
         log.exception("run %s crashed", run_id)
-        return _finish(context, run_id, RunStatus.FAILED, None, f"{type(exc).__name__}: {exc}", None)
+        return _finish(context, run_id, held_by, RunStatus.FAILED, None, f"{type(exc).__name__}: {exc}", None)
     if result.retryable:
         with context.sessions() as session:
             return runs.requeue(
@@ -283,31 +332,52 @@ def _execute(run_id: str, context: WorkerContext) -> runs.ClaimOutcome | RunStat
                 reason=result.failure or "",
                 max_attempts=context.max_attempts,
             )
-    result.save(folder)
     with context.sessions() as session:
-        for path in run_folder.stored_files(folder):
-            kind = str(path.relative_to(folder))
-            runs.add_artifact(session=session, run_id=run_id, kind=kind, uri=str(path), size=path.stat().st_size)
+        if not runs.holds(session=session, run_id=run_id, worker=context.name, attempt=run.attempt):
+            return _lost(run_id, run.attempt)  # not ours any more: its files are the next attempt's to write
+    result.save(folder)
+    artifacts = [
+        (str(path.relative_to(folder)), str(path), path.stat().st_size) for path in run_folder.stored_files(folder)
+    ]
     summary = result.summary()
     verdicts = verdicts_of(
         plan.spec, stored_points(context.sessions, run_id), failure=result.failure, final=True
     )  # every point of the run, an earlier attempt's included
-    status = _finish(context, run_id, result.status, summary, result.failure, summary.get("stop_reason"), verdicts)
-    remove_checkpoint(run_folder.checkpoint_folder(folder))
+    status = _finish(
+        context,
+        run_id,
+        held_by,
+        result.status,
+        summary,
+        result.failure,
+        summary.get("stop_reason"),
+        verdicts,
+        artifacts,
+    )
+    if status != runs.ClaimOutcome.SKIPPED:
+        remove_checkpoint(run_folder.checkpoint_folder(folder))  # every attempt's, once the run has ended
     return status
+
+
+def _lost(run_id: str, attempt: int) -> runs.ClaimOutcome:
+    log.warning("run %s: attempt %d lost its lease; it writes nothing more", run_id, attempt)
+    return runs.ClaimOutcome.SKIPPED
 
 
 def _finish(
     context: WorkerContext,
     run_id: str,
+    held_by: tuple[str, int],
     status: RunStatus,
     summary: dict | None,
     failure: str | None,
     stop_reason: str | None,
     verdicts: list[dict] | None = None,
-) -> RunStatus:
+    artifacts: list[tuple[str, str, int]] | None = None,
+) -> RunStatus | runs.ClaimOutcome:
+    """End the run (fenced on this attempt); SKIPPED when it is no longer this attempt's."""
     with context.sessions() as session:
-        runs.finish_run(
+        ended = runs.finish_run(
             session=session,
             run_id=run_id,
             status=status,
@@ -315,6 +385,10 @@ def _finish(
             failure=failure,
             stop_reason=stop_reason,
             verdicts=verdicts,
+            held_by=held_by,
+            artifacts=artifacts or [],
         )
+    if not ended:
+        return _lost(run_id, held_by[1])
     log.info("run %s %s%s", run_id, status, f": {failure}" if failure else "")
     return status

@@ -93,14 +93,18 @@ class EarlyStopping(Callback):
 
 
 class TimeLimit(Callback):
-    """Fails the run once it has trained for ``seconds`` (checked every step; no device sync)."""
+    """Fails the run once it has trained for ``seconds`` in all (checked every step; no device
+    sync). The time used is part of the checkpoint, so a resumed attempt has only what is left."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
+        self.used = 0.0  # seconds trained by earlier attempts (restored from the checkpoint)
+        self.started = math.inf
         self.deadline = math.inf
 
     def on_fit_start(self, state: State) -> None:
-        self.deadline = time.monotonic() + self.seconds
+        self.started = time.monotonic()
+        self.deadline = self.started + self.seconds - self.used
 
     def on_step_end(self, state: State) -> None:
         if time.monotonic() > self.deadline:
@@ -108,3 +112,9 @@ class TimeLimit(Callback):
                 f"time limit: stopped after {self.seconds:g} s (max_runtime_s) at epoch {state.epoch}",
                 status=RunStatus.FAILED,
             )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"used": self.used + max(time.monotonic() - self.started, 0.0)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.used = state["used"]

@@ -321,6 +321,7 @@ class _Options:
     resume: bool
     checkpoints: CheckpointPolicy
     sync_every: int
+    attempt: int | None
 
 
 def train_run(
@@ -333,13 +334,15 @@ def train_run(
     checkpoints: CheckpointPolicy = DEFAULT_CHECKPOINTS,
     sync_every: int = 50,
     fold: int | None = None,
+    attempt: int | None = None,
 ) -> RunResult | KFoldResult:
     """Run ``plan`` in ``folder``: metrics to ``metrics.jsonl`` and checkpoints as they come,
     reporting through ``callbacks`` (shared by the folds of a k-fold run: ``state.fold`` tells
     them apart). With ``resume``, continue from the checkpoint the folder holds (a k-fold run
     also skips the folds it already finished). ``fold`` trains that one fold (1-based) of a k-fold
-    spec in ``folder`` itself, as the service's fold children do. The caller saves the result."""
-    options = _Options(callbacks, device, resume, checkpoints, sync_every)
+    spec in ``folder`` itself, as the service's fold children do. ``attempt`` (a service run's)
+    checkpoints into a folder of that attempt's own. The caller saves the result."""
+    options = _Options(callbacks, device, resume, checkpoints, sync_every, attempt)
     if plan.spec.data.split.kfold:
         if fold is not None:
             return _train_fold(plan, folder, options, fold)
@@ -353,8 +356,10 @@ def _train_in(
     plan: Plan, folder: Path, options: _Options, splits: Splits | None = None, fold: int | None = None
 ) -> RunResult:
     """One training whose metrics and checkpoints go to ``folder``."""
-    checkpoint = run_folder.checkpoint_folder(folder)
-    resume_from = load_checkpoint(checkpoint) if options.resume else None
+    checkpoint = run_folder.checkpoint_folder(folder, options.attempt)
+    resume_from = None
+    if options.resume:  # the newest attempt's checkpoint that is complete
+        resume_from = next(filter(None, map(load_checkpoint, run_folder.checkpoint_candidates(folder))), None)
     policy = options.checkpoints
     own = [
         MetricsFile(folder / run_folder.METRICS, keep_through_epoch=resume_from["epoch"] if resume_from else None),

@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import re
 import secrets
 
 from sqlalchemy import select, update
@@ -14,8 +15,14 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+TENANT_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
 def create_key(*, session: Session, tenant: str) -> str:
-    """A new key for ``tenant``: ``ty_<prefix>_<secret>``; only its hash is stored."""
+    """A new key for ``tenant``: ``ty_<prefix>_<secret>``; only its hash is stored. A tenant's
+    name is 1–100 letters, digits, ``.``, ``_`` or ``-`` (ValueError otherwise)."""
+    if not TENANT_NAME.fullmatch(tenant):
+        raise ValueError(f"tenant name {tenant!r}: use 1-100 letters, digits, '.', '_' or '-'")
     prefix = secrets.token_hex(4)
     key = f"ty_{prefix}_{secrets.token_urlsafe(32)}"
     session.add(ApiKey(tenant=tenant, prefix=prefix, key_hash=_hash(key)))

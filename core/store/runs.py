@@ -2,6 +2,7 @@
 
 import secrets
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -106,8 +107,13 @@ def list_runs(
 
 def claim_run(*, session: Session, run_id: str, worker: str, lease_s: float, max_running: int) -> ClaimOutcome:
     """queued → running as a compare-and-set: only one worker can win, a redelivered message loses.
-    The claim also waits while the tenant already has ``max_running`` runs training. A child's
-    claim starts its parent (queued → running)."""
+    The claim also waits while the tenant already has ``max_running`` runs training; on
+    PostgreSQL the tenant's claims take turns (a transaction-scoped advisory lock), since under
+    READ COMMITTED two claims at once would each count fewer than the limit. A child's claim
+    starts its parent (queued → running)."""
+    if session.get_bind().dialect.name == "postgresql":
+        tenant = select(Run.tenant).where(Run.id == run_id).scalar_subquery()
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(tenant))))
     other = aliased(Run)
     running = (
         select(func.count())
@@ -123,7 +129,6 @@ def claim_run(*, session: Session, run_id: str, worker: str, lease_s: float, max
             started_at=utcnow(),
             attempt=Run.attempt + 1,
             lease_expires_at=utcnow() + timedelta(seconds=lease_s),
-            cancel_requested=False,
         )
         .execution_options(synchronize_session=False)
     )
@@ -142,15 +147,28 @@ def claim_run(*, session: Session, run_id: str, worker: str, lease_s: float, max
     return ClaimOutcome.DEFERRED if still_queued else ClaimOutcome.SKIPPED
 
 
-def renew_lease(*, session: Session, run_id: str, worker: str, lease_s: float) -> bool:
-    """Extend a running run's lease (the worker's heartbeat); False if the run is no longer ours."""
+class LeaseLost(Exception):
+    """The run is no longer this attempt's: its lease ran out and the run was requeued (another
+    attempt has it, or it ended). The attempt must stop writing."""
+
+
+def _held(run_id: str, worker: str, attempt: int) -> Any:
+    """The fence on every write an attempt makes: the run is running, by this worker, in this attempt."""
+    return (Run.id == run_id) & (Run.status == RUNNING) & (Run.worker == worker) & (Run.attempt == attempt)
+
+
+def renew_lease(*, session: Session, run_id: str, worker: str, attempt: int, lease_s: float) -> bool:
+    """Extend a running run's lease (the worker's heartbeat); False if the run is no longer this attempt's."""
     result = session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.status == RUNNING, Run.worker == worker)
-        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+        update(Run).where(_held(run_id, worker, attempt)).values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
     )
     session.commit()
     return result.rowcount == 1
+
+
+def holds(*, session: Session, run_id: str, worker: str, attempt: int) -> bool:
+    """Whether the run is still this attempt's."""
+    return session.scalar(select(func.count()).select_from(Run).where(_held(run_id, worker, attempt))) == 1
 
 
 def mark_enqueued(*, session: Session, run_ids: list[str]) -> None:
@@ -160,9 +178,13 @@ def mark_enqueued(*, session: Session, run_ids: list[str]) -> None:
 
 def requeue(*, session: Session, run_id: str, worker: str, reason: str, max_attempts: int) -> RunStatus:
     """Give a running run back to the queue after an infrastructure failure, or fail it for good
-    once ``max_attempts`` attempts are spent. Returns the new status."""
+    once ``max_attempts`` attempts are spent; a run whose cancel was asked is cancelled instead.
+    Returns the new status."""
     run = session.get(Run, run_id)
-    if run.attempt >= max_attempts:
+    session.refresh(run)
+    if run.cancel_requested:  # a cancel asked of the attempt that was lost holds for the run
+        values = {"status": RunStatus.CANCELLED, "finished_at": utcnow(), "stop_reason": "cancelled by request"}
+    elif run.attempt >= max_attempts:
         values = {
             "status": FAILED,
             "finished_at": utcnow(),
@@ -206,7 +228,11 @@ def finish_run(
     failure: str | None,
     stop_reason: str | None,
     verdicts: list[dict[str, Any]] | None = None,
-) -> None:
+    held_by: tuple[str, int] | None = None,
+    artifacts: Sequence[tuple[str, str, int]] = (),
+) -> bool:
+    """End a running run, with its artifacts (kind, uri, size), in one transaction. ``held_by``
+    (worker, attempt) fences it: an attempt whose lease was lost ends nothing (False)."""
     values: dict[str, Any] = {
         "status": status,
         "summary": summary,
@@ -216,8 +242,13 @@ def finish_run(
     }
     if verdicts is not None:
         values["verdicts"] = verdicts
-    session.execute(update(Run).where(Run.id == run_id, Run.status == RUNNING).values(**values))
+    where = _held(run_id, *held_by) if held_by else (Run.id == run_id) & (Run.status == RUNNING)
+    if session.execute(update(Run).where(where).values(**values)).rowcount != 1:
+        session.rollback()
+        return False
+    session.add_all(Artifact(run_id=run_id, kind=kind, uri=uri, size=size) for kind, uri, size in artifacts)
     session.commit()
+    return True
 
 
 def cancel_run(*, session: Session, run_id: str) -> RunStatus:
@@ -270,20 +301,34 @@ def report_progress(
     *,
     session: Session,
     run_id: str,
+    worker: str,
+    attempt: int,
     epoch: int,
     points: list[tuple[int, int, str, float]],
     verdicts: list[dict[str, Any]] | None = None,
 ) -> bool:
-    """One transaction: store metric points, the epoch reached and (when given) the verdicts so
-    far; returns whether a cancel was asked."""
-    _insert_metrics(session, run_id, points)
+    """One transaction, fenced on (run, worker, attempt): store metric points, the epoch reached
+    and (when given) the verdicts so far; returns whether a cancel was asked. LeaseLost (nothing
+    stored) when the run is no longer this attempt's."""
     values: dict[str, Any] = {"epoch": epoch}
     if verdicts is not None:
         values["verdicts"] = verdicts
-    result = session.execute(update(Run).where(Run.id == run_id).values(**values).returning(Run.cancel_requested))
-    cancel = bool(result.scalar())
+    result = session.execute(
+        update(Run).where(_held(run_id, worker, attempt)).values(**values).returning(Run.cancel_requested)
+    )
+    cancel = result.scalar()
+    if cancel is None:
+        session.rollback()
+        raise LeaseLost(run_id)
+    _insert_metrics(session, run_id, points)
     session.commit()
-    return cancel
+    return bool(cancel)
+
+
+def add_points(*, session: Session, run_id: str, points: list[tuple[int, int, str, float]]) -> None:
+    """Store metric points of a run outside any attempt (imports, benchmarks)."""
+    _insert_metrics(session, run_id, points)
+    session.commit()
 
 
 def _insert_metrics(session: Session, run_id: str, points: list[tuple[int, int, str, float]]) -> None:
@@ -309,8 +354,3 @@ def metric_rows(
     if names:
         query = query.where(Metric.name.in_(names))
     return list(session.execute(query))
-
-
-def add_artifact(*, session: Session, run_id: str, kind: str, uri: str, size: int) -> None:
-    session.add(Artifact(run_id=run_id, kind=kind, uri=uri, size=size))
-    session.commit()

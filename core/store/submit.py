@@ -103,6 +103,12 @@ def check_quota(plan: "Plan", session: Session, tenant: str, settings: Settings)
         )
 
 
+def scoped_idempotency_key(tenant: str, key: str) -> str:
+    """The stored form of a tenant's Idempotency-Key: a digest of the (tenant, key) pair, so no
+    tenant's key can spell another's (tenant ``a:x`` with ``K1`` against ``a`` with ``x:K1``)."""
+    return hashlib.sha256(json.dumps([tenant, key]).encode()).hexdigest()
+
+
 def submit_run(
     *,
     session: Session,
@@ -119,7 +125,7 @@ def submit_run(
     or k-fold run is stored as a parent; ``core.store.parents.advance`` creates its children.
     ``retry_of`` links a retried run to the run it retries."""
     request_hash = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
-    scoped_key = f"{tenant}:{idempotency_key}" if idempotency_key else None
+    scoped_key = scoped_idempotency_key(tenant, idempotency_key) if idempotency_key else None
     if scoped_key:
         earlier = runs.run_by_idempotency_key(session=session, key=scoped_key)
         if earlier is not None:

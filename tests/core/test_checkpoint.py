@@ -1,10 +1,15 @@
 """Checkpoints: a run stopped after epoch 3 and resumed from its checkpoint ends with the same
-weights as one trained straight through; the time limit fails a run with its reason."""
+weights as one trained straight through; the time limit fails a run with its reason, counting
+the time every attempt trained."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 import torch
 
+from core.engine import callbacks
+from core.engine.callbacks import TimeLimit
 from core.engine.checkpoint import Checkpointer, flatten, load_checkpoint, save_checkpoint, unflatten
 from core.engine.events import Callback, State
 from core.engine.run import run_experiment
@@ -79,3 +84,23 @@ def test_max_runtime_fails_the_run_with_its_reason() -> None:
     assert result.status == "failed"
     assert result.failure.startswith("time limit")
     assert result.epochs < 10_000
+
+
+def test_the_time_limit_counts_the_time_every_attempt_trained(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: clock[0])
+    stopped: list[tuple[str, str]] = []
+    state = SimpleNamespace(epoch=3, stop=lambda reason, status: stopped.append((reason, status)))
+    first = TimeLimit(10.0)
+    first.on_fit_start(state)
+    clock[0] += 7.0
+    checkpointed = first.state_dict()  # the first attempt trained 7 s, then its worker died
+    second = TimeLimit(10.0)
+    second.load_state_dict(checkpointed)
+    second.on_fit_start(state)
+    clock[0] += 2.0
+    second.on_step_end(state)
+    assert not stopped  # 9 s in all
+    clock[0] += 2.0
+    second.on_step_end(state)
+    assert stopped and stopped[0][1] == "failed" and "max_runtime_s" in stopped[0][0]  # 11 s in all

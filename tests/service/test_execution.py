@@ -79,8 +79,11 @@ def test_a_kfold_run_gives_the_same_files_and_checkpoints_from_the_cli_as_from_i
     spec = small_spec(epochs=2, data={"source": {"type": "builtin", "name": "iris"}, "split": {"kfold": 3}})
     saved: list[tuple[str, int]] = []  # (run folder/checkpoint, epoch) per save
 
+    roots = (tmp_path / "service" / "artifacts", tmp_path / "cli")  # the workers' run folders, the CLI's
+
     def recording(folder: Path, snapshot: dict) -> None:
-        saved.append((str(folder.relative_to(folder.parent.parent)), snapshot["epoch"]))
+        root = next(root for root in roots if folder.is_relative_to(root))
+        saved.append((str(folder.relative_to(root)), snapshot["epoch"]))
         save_checkpoint(folder, snapshot)
 
     monkeypatch.setattr(checkpoint, "save_checkpoint", recording)
@@ -95,6 +98,7 @@ def test_a_kfold_run_gives_the_same_files_and_checkpoints_from_the_cli_as_from_i
     assert len(folds) == 3
     for fold in folds:
         assert execute_run(run_id=fold, context=context) == "succeeded"
+    assert all(name.endswith("/checkpoint/attempt-1") for name, _ in saved)  # a service run's: per attempt
     from_worker = [(f"fold_{folds.index(name.split('/')[0]) + 1}/checkpoint", epoch) for name, epoch in saved]
     saved.clear()
     with context.sessions() as session:
