@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.problems import Problem
 from api.serving import ModelCache
-from core.data.files import DataAccess, data_access
+from core.data.files import DataAccess, ReadLimits, data_access
 from core.settings import Settings
 from core.store.datasets import dataset_resolver
 from core.store.keys import tenant_for_key
@@ -75,4 +75,8 @@ TenantDep = Annotated[str, Depends(get_tenant)]
 
 def data_access_for(service: Service, tenant: str) -> AbstractContextManager[DataAccess]:
     """Let data sources read the configured data root and the tenant's uploads."""
-    return data_access(data_root=service.settings.data_root, resolve_dataset=dataset_resolver(service.sessions, tenant))
+    return data_access(
+        data_root=service.settings.data_root,
+        resolve_dataset=dataset_resolver(service.sessions, tenant),
+        limits=ReadLimits.of(service.settings),
+    )

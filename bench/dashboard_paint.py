@@ -103,7 +103,7 @@ def served(data_dir: Path) -> Iterator[str]:
         deadline = time.monotonic() + 120
         while True:
             try:
-                if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
+                if httpx.get(f"{base}/healthz", timeout=5).json().get("database") == "ok":  # no worker here
                     break
             except httpx.TransportError:
                 pass

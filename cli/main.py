@@ -4,7 +4,6 @@ from a run folder. Commands import the engine (torch) when they run, so `--help`
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -180,10 +179,9 @@ def _summary_table(summary: dict[str, Any], where: str) -> Table:
 
 def _folder_verdicts(spec: "ExperimentSpec", folder: Path, failure: str | None) -> list[dict[str, Any]]:
     """What a finished training's series say, read from its metrics file (a resumed run's too)."""
-    from core.insight.verdicts import assess
-
     from core import run_folder
     from core.insight.series import from_points
+    from core.insight.verdicts import assess
 
     lines = (folder / run_folder.METRICS).read_text().splitlines()
     points = [(p["step"], p["epoch"], p["name"], p["value"]) for p in map(json.loads, lines)]
@@ -416,9 +414,11 @@ def serve(
         int, typer.Option(min=1, help="API processes on the port, each with its own model cache and batcher")
     ] = 1,
 ) -> None:
-    """API + one worker on the embedded default: SQLite, a filesystem queue and local artifacts, all in one folder."""
+    """API + one worker on the embedded default: SQLite, a filesystem queue and local artifacts, all in one folder.
+    The worker is supervised: one that dies is started again (with backoff) and why it died is logged."""
     import uvicorn
 
+    from cli.supervise import Supervisor, log_to_stderr
     from core.settings import Settings
 
     if data_dir is not None:
@@ -427,7 +427,9 @@ def serve(
     from core.store.db import migrate
 
     migrate(settings.resolved_database_url)
-    worker_process = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=os.environ.copy())
+    log_to_stderr()
+    supervisor = Supervisor([sys.executable, "-m", "cli.main", "worker"], env=os.environ.copy())
+    supervisor.start()
     # uvicorn re-raises the SIGTERM it caught once it has shut down: exit through `finally` then
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
@@ -440,8 +442,7 @@ def serve(
             access_log=settings.access_log,
         )
     finally:
-        worker_process.terminate()
-        worker_process.wait(timeout=30)
+        supervisor.stop()
 
 
 def _events(client: Any, url: str, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -599,7 +600,11 @@ def keys_create(tenant: Annotated[str, typer.Option(help="the tenant the key act
     from core.store.keys import create_key
 
     with _key_sessions()() as session:
-        key = create_key(session=session, tenant=tenant)
+        try:
+            key = create_key(session=session, tenant=tenant)
+        except ValueError as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(INVALID) from None
     err_console.print(f"key for tenant {tenant!r} (shown once; store it now):")
     print(key)
 

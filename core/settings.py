@@ -36,14 +36,28 @@ class Settings(BaseSettings):
     report_interval_s: float = Field(0.5, ge=0.0, description="how often a worker stores metrics and checks cancels")
     lease_seconds: float = Field(30.0, gt=0.0, description="a running run's lease; its worker renews it every third")
     max_attempts: int = Field(3, ge=1, description="tries of a run whose worker was lost")
+    worker_beat_s: float = Field(
+        5.0, gt=0.0, description="how often a worker records that it is alive; /healthz counts those seen in 3 beats"
+    )
     sweep_interval_s: float = Field(10.0, gt=0.0, description="how often the API looks for lost runs")
     requeue_after_s: float = Field(300.0, gt=0.0, description="a queued run's message is sent again after this")
     max_request_mb: int = Field(32, ge=1, description="largest request body (uploads excepted)")
     max_params: int = Field(500_000_000, ge=1, description="largest model a spec may ask for")
+    max_runtime_s: float | None = Field(
+        None, gt=0.0, description="longest a run may train, every attempt counted (a spec may ask for less)"
+    )
     max_epoch_samples: int = Field(10_000_000_000, ge=1, description="epochs × samples a run may train on")
     quota_running: int = Field(4, ge=1, description="runs a tenant may have running at once")
     quota_queued: int = Field(1000, ge=1, description="runs a tenant may have waiting")
     max_upload_mb: int = Field(256, ge=1, description="largest dataset upload")
+    max_dataset_mb: int | None = Field(
+        None,
+        ge=1,
+        description="largest data set once decoded, wherever it is read (upload, validation, training): an NPZ's "
+        "members decompressed and its arrays' shape × itemsize, a CSV's values at 8 bytes; default: max_upload_mb",
+    )
+    max_dataset_rows: int = Field(10_000_000, ge=1, description="rows a CSV / NPZ data set may have")
+    max_csv_columns: int = Field(10_000, ge=1, description="columns a CSV data set may have")
     access_log: bool = Field(True, description="`trainyard serve` logs each request")
     otel: bool = Field(False, description="FastAPI's OpenTelemetry traces/metrics/logs, for providers you configure")
     model_cache_mb: int = Field(1024, ge=1, description="memory budget of the API's model cache")

@@ -14,7 +14,7 @@ import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import run_folder
-from core.data.files import data_access
+from core.data.files import ReadLimits, data_access
 from core.engine.checkpoint import CheckpointPolicy, remove_checkpoint
 from core.engine.events import Callback, State
 from core.engine.plan import plan_experiment
@@ -49,6 +49,8 @@ class WorkerContext:
     checkpoints: CheckpointPolicy
     report_interval_s: float
     optuna_url: str
+    read_limits: ReadLimits  # the caps on an uploaded data set's rows, columns and decoded size
+    max_runtime_s: float | None  # the service's cap on any run's training time
     send: Callable[..., None]  # (run ids, countdown=seconds): runs to the workers' queue, noted as sent
 
 
@@ -70,6 +72,8 @@ def worker_context(settings: Settings) -> WorkerContext:
         CheckpointPolicy(settings.checkpoint_every, settings.checkpoint_min_interval_s),
         settings.report_interval_s,
         settings.resolved_optuna_url,
+        ReadLimits.of(settings),
+        settings.max_runtime_s,
         lambda run_ids, countdown=0: send(queue, settings, sessions, run_ids, countdown),
     )
 
@@ -295,9 +299,13 @@ def _execute(run_id: str, context: WorkerContext) -> runs.ClaimOutcome | RunStat
     try:
         with (
             Heartbeat(context, run_id, run.attempt) as heartbeat,
-            data_access(data_root=context.data_root, resolve_dataset=dataset_resolver(context.sessions, run.tenant)),
+            data_access(
+                data_root=context.data_root,
+                resolve_dataset=dataset_resolver(context.sessions, run.tenant),
+                limits=context.read_limits,
+            ),
         ):
-            plan = plan_experiment(parse_spec(run.spec))
+            plan = plan_experiment(_capped(parse_spec(run.spec), context.max_runtime_s))
             reporter = DatabaseReporter(
                 context.sessions,
                 run_id,
@@ -357,6 +365,13 @@ def _execute(run_id: str, context: WorkerContext) -> runs.ClaimOutcome | RunStat
     if status != runs.ClaimOutcome.SKIPPED:
         remove_checkpoint(run_folder.checkpoint_folder(folder))  # every attempt's, once the run has ended
     return status
+
+
+def _capped(spec: ExperimentSpec, max_runtime_s: float | None) -> ExperimentSpec:
+    """The spec with the service's time limit where it asks for none or for more."""
+    if max_runtime_s is not None and (spec.max_runtime_s is None or spec.max_runtime_s > max_runtime_s):
+        spec.max_runtime_s = max_runtime_s
+    return spec
 
 
 def _lost(run_id: str, attempt: int) -> runs.ClaimOutcome:

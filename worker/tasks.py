@@ -2,15 +2,16 @@
 
 from functools import cache
 
+from celery.signals import worker_ready, worker_shutdown
+
 from core.settings import Settings
-from core.status import RunStatus
-from core.store.runs import ClaimOutcome
 from worker.celery_app import TRAIN_TASK, make_celery
-from worker.execution import WorkerContext, execute_run, worker_context
+from worker.execution import WorkerContext, dispatch, execute_run, worker_context
+from worker.liveness import WorkerBeat, start_beat
 
 settings = Settings()
 app = make_celery(settings)
-DEFER_SECONDS = 5
+beats: list[WorkerBeat] = []
 
 
 @cache
@@ -21,10 +22,18 @@ def context() -> WorkerContext:
 
 @app.task(name=TRAIN_TASK)
 def train_run(run_id: str) -> None:
-    """Adapter: a run id from the queue → ``execute_run`` (the domain function). A run deferred by
-    its tenant's quota of running runs is sent again a little later."""
-    outcome = execute_run(run_id=run_id, context=context())
-    if outcome == ClaimOutcome.DEFERRED:
-        train_run.apply_async(args=[run_id], countdown=DEFER_SECONDS, queue=settings.queue)
-    elif outcome == RunStatus.QUEUED:  # an infrastructure failure: another attempt, maybe on another worker
-        train_run.apply_async(args=[run_id], queue=settings.queue)
+    """Adapter: a run id from the queue → ``execute_run`` (the domain function), then ``dispatch``
+    (a deferred or given-back run is sent again)."""
+    dispatch(context(), run_id, execute_run(run_id=run_id, context=context()))
+
+
+@worker_ready.connect
+def _start_beat(**_: object) -> None:
+    """Once the worker consumes, it beats (``/healthz`` counts it alive) until it stops."""
+    beats.append(start_beat(settings))
+
+
+@worker_shutdown.connect
+def _stop_beat(**_: object) -> None:
+    while beats:
+        beats.pop().stop()

@@ -1,5 +1,6 @@
 """Datasets: upload a CSV / NPZ once, train on it by id (`{"type": "dataset", "id": "ds_..."}`)."""
 
+import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile, status
@@ -7,7 +8,7 @@ from pydantic import BaseModel
 
 from api.deps import ServiceDep, SessionDep, TenantDep
 from api.problems import Problem, invalid_upload
-from core.data.files import inspect_table
+from core.data.files import ReadLimits, inspect_table
 from core.errors import SpecInvalid
 from core.store.datasets import create_dataset, get_dataset
 from core.store.models import DatasetFile
@@ -48,21 +49,22 @@ def upload_dataset(
     format: Annotated[str | None, Form(pattern="^(csv|npz)$")] = None,
 ) -> DatasetPublic:
     """Store an upload and report what reading it found (rows, columns, malformed lines);
-    a file that cannot be read is a 422 and nothing is stored."""
-    limit = service.settings.max_upload_mb * 2**20
-    raw = file.file.read(limit + 1)
-    if len(raw) > limit:
-        raise Problem(413, "Upload too large", f"the limit is {service.settings.max_upload_mb} MiB")
+    a file that cannot be read, or one past the limits on data sets, is a 422 and nothing is stored.
+    The upload is read as a stream from its spooled file, never whole into memory."""
+    settings = service.settings
+    upload = file.file
+    if upload.seek(0, os.SEEK_END) > settings.max_upload_mb * 2**20:
+        raise Problem(413, "Upload too large", f"the limit is {settings.max_upload_mb} MiB")
     try:
-        report = inspect_table(raw, format=format, name=file.filename, at="/file")
+        report = inspect_table(upload, format=format, name=file.filename, at="/file", limits=ReadLimits.of(settings))
     except SpecInvalid as exc:
         raise invalid_upload(exc) from None
     row = create_dataset(
         session=session,
-        data_dir=service.settings.data_dir,
+        data_dir=settings.data_dir,
         tenant=tenant,
         filename=file.filename or "upload",
-        raw=raw,
+        source=upload,
         report=report,
     )
     return DatasetPublic.of(row)

@@ -1,25 +1,38 @@
-"""Liveness (database and queue reachable) and Prometheus metrics."""
+"""Liveness (database and queue reachable, a worker alive) and Prometheus metrics."""
 
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from sqlalchemy import func, select, text
 
 from api.deps import ServiceDep
-from api.problems import Problem
+from api.problems import PROBLEM_JSON
+from core.store import workers
 from core.store.models import Run
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-def healthz(service: ServiceDep) -> dict[str, Any]:
-    """200 when the database answers and the broker accepts a connection; 503 otherwise."""
+BEATS = 3  # a worker is alive while its last beat is at most this many beats old
+
+
+@router.get(
+    "/healthz",
+    response_model=dict[str, Any],
+    responses={503: {"description": "a check failed", "content": {PROBLEM_JSON: {}}}},
+)
+def healthz(service: ServiceDep) -> dict[str, Any] | JSONResponse:
+    """200 when the database answers, the broker accepts a connection and at least one worker is
+    alive (it beat within three ``TRAINYARD_WORKER_BEAT_S``); 503 otherwise. Either way the body
+    has each check and ``workers``, how many are alive."""
     checks: dict[str, str] = {}
+    alive = 0
     try:
         with service.sessions() as session:
             session.execute(text("SELECT 1"))
+            alive = workers.alive(session=session, within_s=BEATS * service.settings.worker_beat_s)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"error: {exc}"
@@ -29,9 +42,12 @@ def healthz(service: ServiceDep) -> dict[str, Any]:
         checks["queue"] = "ok"
     except Exception as exc:
         checks["queue"] = f"error: {exc}"
+    checks["worker"] = "ok" if alive else "none alive"
     if any(v != "ok" for v in checks.values()):
-        raise Problem(503, "Unhealthy", "; ".join(f"{k}: {v}" for k, v in checks.items()))
-    return {"status": "ok", **checks}
+        detail = "; ".join(f"{k}: {v}" for k, v in checks.items())
+        body = {"type": "about:blank", "title": "Unhealthy", "status": 503, "detail": detail, **checks}
+        return JSONResponse({**body, "workers": alive}, status_code=503, media_type=PROBLEM_JSON)
+    return {"status": "ok", **checks, "workers": alive}
 
 
 @router.get("/metrics", response_class=Response)

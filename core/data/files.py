@@ -1,10 +1,19 @@
 """CSV and NPZ files: where a spec may read them from, and how they become a Dataset.
 
-``load_table`` turns CSV / NPZ bytes or a path into a Dataset plus a ``DataReport`` (rows read,
-rows dropped and which lines, columns); the upload route reuses ``inspect_table``. Malformed CSV
-rows (a different number of fields than the header) fail by default, naming the lines; on request
-they are skipped (like pandas' ``on_bad_lines="skip"``) or cut to the header's width (like
-``usecols=range(N)``). NPZ files are read with ``allow_pickle=False``.
+``load_table`` turns a CSV / NPZ (bytes, a path, or a seekable binary stream such as an upload)
+into a Dataset plus a ``DataReport`` (rows read, rows dropped and which lines, columns); the upload
+route reuses ``inspect_table``, which reads the file through without keeping its values. Malformed
+CSV rows (a different number of fields than the header) fail by default, naming the lines; on
+request they are skipped (like pandas' ``on_bad_lines="skip"``) or cut to the header's width (like
+``usecols=range(N)``).
+
+What reading one file may cost is capped by ``ReadLimits`` (the service's ``TRAINYARD_MAX_DATASET_*``
+and ``TRAINYARD_MAX_CSV_COLUMNS`` settings), wherever it is read: the upload route, validation and
+the worker that trains on it. A CSV is parsed as a stream of rows, never read whole: its rows,
+columns, decoded size, cells (csv's field limit, 128 Ki characters) and rows (16 Mi characters) are
+capped, and NUL bytes are refused. An NPZ is checked from its zip directory and each member's
+``.npy`` header before anything is decompressed: members' sizes, decoded sizes (shape × itemsize)
+and rows within the caps, stored or deflated only, no object dtype (``allow_pickle`` stays False).
 
 Where ``file`` sources read from is set by ``data_access`` for the code run inside it, in one of
 two modes (with none, file sources are refused):
@@ -15,20 +24,25 @@ two modes (with none, file sources are refused):
   that folder; relative paths start there, and ``..``, absolute paths and symlinks that leave it
   are refused with an error naming the folder and the setting.
 
-``data_access`` also sets the resolver of uploaded ``dataset`` ids."""
+``data_access`` also sets the resolver of uploaded ``dataset`` ids and the ``ReadLimits``."""
 
 from __future__ import annotations
 
 import codecs
 import csv
 import io
+import math
+import os
 import zipfile
+import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import numpy as np
 import torch
@@ -37,10 +51,46 @@ from core.data.dataset import DataKind, Dataset, targets_for_task
 from core.errors import SpecError, SpecInvalid
 from core.registry import close_matches
 
+if TYPE_CHECKING:
+    from core.settings import Settings
+
 FileFormat = Literal["csv", "npz"]
 BadRows = Literal["error", "skip", "truncate"]
+Source = bytes | Path | BinaryIO
 LISTED_BAD_LINES = 20  # bad lines named in an error message
-MAX_FILE_BYTES = 1 << 30
+KEPT_BAD_LINES = 1000  # bad lines kept in the report (all are counted)
+MAX_FILE_BYTES = 1 << 30  # a file source read from the data root
+MAX_ROW_CHARS = 1 << 24  # one CSV row, the lines of its quoted cells included
+CHUNK_VALUES = 1 << 18  # CSV cells held as text at a time while they become numbers
+MAX_TEXT_LABELS = 1 << 16  # distinct labels of a CSV target that is not all numbers
+NPZ_MEMBERS = 1000  # arrays an NPZ may hold
+NPZ_DIRECTORY_BYTES = 1 << 20  # and the size of its zip directory
+BLOCK = 1 << 20  # bytes read at a time
+ROWS_SETTING, COLUMNS_SETTING, SIZE_SETTING = (
+    "TRAINYARD_MAX_DATASET_ROWS",
+    "TRAINYARD_MAX_CSV_COLUMNS",
+    "TRAINYARD_MAX_DATASET_MB",
+)
+
+
+# --- what reading one file may cost ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What reading one CSV / NPZ file may cost: its rows, a CSV's columns, and its decoded size (an
+    NPZ's members decompressed and its arrays as their headers declare them, shape × itemsize; a
+    CSV's values at 8 bytes, the float64 they become). The defaults are the service's settings'."""
+
+    rows: int = 10_000_000
+    columns: int = 10_000
+    decoded_bytes: int = 256 << 20
+
+    @classmethod
+    def of(cls, settings: Settings) -> ReadLimits:
+        """The limits a service's settings set (the decoded size defaults to the upload limit)."""
+        megabytes = settings.max_dataset_mb or settings.max_upload_mb
+        return cls(settings.max_dataset_rows, settings.max_csv_columns, megabytes << 20)
 
 
 # --- where files may be read from ------------------------------------------------------------------
@@ -50,11 +100,13 @@ MAX_FILE_BYTES = 1 << 30
 class DataAccess:
     """What data sources may read: any readable file, relative paths from ``local_base`` (the local
     user's mode), or only files under ``data_root`` (the service's); neither: file sources are
-    refused. Uploaded data sets through ``resolve_dataset`` (id → path; KeyError for an unknown id)."""
+    refused. Uploaded data sets through ``resolve_dataset`` (id → path; KeyError for an unknown id).
+    ``limits`` caps what reading one file may cost."""
 
     data_root: Path | None = None
     resolve_dataset: Callable[[str], Path] | None = None
     local_base: Path | None = None
+    limits: ReadLimits = ReadLimits()
 
     def __post_init__(self) -> None:
         if self.data_root is not None and self.local_base is not None:
@@ -76,13 +128,16 @@ def data_access(
     data_root: Path | str | None = None,
     local_base: Path | str | None = None,
     resolve_dataset: Callable[[str], Path] | None = None,
+    limits: ReadLimits | None = None,
 ) -> Iterator[DataAccess]:
     """Inside the block, allow file sources under ``data_root`` (the service) or any readable file
-    with relative paths from ``local_base`` (local use), and uploaded data sets via ``resolve_dataset``."""
+    with relative paths from ``local_base`` (local use), and uploaded data sets via ``resolve_dataset``;
+    files are read within ``limits`` (default: ``ReadLimits()``, the service's default settings)."""
     access = DataAccess(
         Path(data_root).resolve() if data_root is not None else None,
         resolve_dataset,
         Path(local_base).resolve() if local_base is not None else None,
+        limits or ReadLimits(),
     )
     token = _ACCESS.set(access)
     try:
@@ -142,7 +197,8 @@ def resolve_file(path: str, access: DataAccess, at: str) -> Path:
 @dataclass
 class DataReport:
     """How a file was read: data rows read (header excluded), rows kept and dropped, the malformed
-    lines (1-based line number and field count), rows cut to the header's width, the columns."""
+    lines (1-based line number and field count; the first 1000, and their count), rows cut to the
+    header's width, the columns."""
 
     format: FileFormat
     columns: list[str]
@@ -159,170 +215,419 @@ class DataReport:
         return asdict(self)
 
 
-@dataclass
-class Table:
-    """A parsed file before targets are chosen: CSV cells (strings) with their line numbers, or NPZ arrays."""
-
-    report: DataReport
-    cells: list[list[str]] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+def _size(count: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if count >= 1 << shift:
+            return f"{count / (1 << shift):.1f}".removesuffix(".0") + f" {unit}"
+    return f"{count} B"
 
 
-def _read_bytes(source: bytes | Path, at: str) -> bytes:
+def _limit_hint(setting: str) -> str:
+    return f"a server sets this limit with {setting}"
+
+
+@contextmanager
+def _opened(source: Source, at: str) -> Iterator[BinaryIO]:
+    """``source`` as a seekable binary stream at its start (a path is opened here, and closed)."""
     if isinstance(source, bytes):
-        return source
+        yield io.BytesIO(source)
+        return
+    if not isinstance(source, Path):
+        source.seek(0)
+        yield source
+        return
     try:
-        if source.stat().st_size > MAX_FILE_BYTES:
-            raise SpecInvalid([SpecError(at, f"the file is larger than {MAX_FILE_BYTES >> 20} MiB")])
-        return source.read_bytes()
+        stream = source.open("rb")
     except OSError as exc:
         raise SpecInvalid([SpecError(at, f"cannot read the file: {exc.strerror or exc}")]) from None
+    with stream:
+        if os.fstat(stream.fileno()).st_size > MAX_FILE_BYTES:
+            raise SpecInvalid([SpecError(at, f"the file is larger than {MAX_FILE_BYTES >> 20} MiB")])
+        yield stream
+
+
+def _head(stream: BinaryIO) -> bytes:
+    head = stream.read(4)
+    stream.seek(0)
+    return head
 
 
 def sniff_format(raw: bytes, name: str | None = None) -> FileFormat:
-    """NPZ (a zip archive) or CSV, from the file name's suffix or else the content."""
+    """NPZ (a zip archive) or CSV, from the file name's suffix or else the content (its first bytes)."""
     suffix = Path(name).suffix.lower() if name else ""
     if suffix in (".csv", ".npz"):
         return suffix[1:]  # type: ignore[return-value]
     return "npz" if raw[:4] == b"PK\x03\x04" else "csv"
 
 
-def _decode(raw: bytes, encoding: str, at: str) -> str:
+# --- CSV, as a stream ----------------------------------------------------------------------------------
+
+
+def _not_text(stream: BinaryIO, encoding: str, at: str) -> SpecInvalid:
+    """Where ``stream`` first is not ``encoding`` text (the line and column of the byte), found by
+    decoding it again in blocks."""
+    hint = 'save the file as UTF-8, or give its encoding (e.g. "encoding": "latin-1")'
+    decoder = codecs.getincrementaldecoder(encoding)()
+    stream.seek(0)
+    offset = newlines = line_start = pending = 0  # bytes before `block`, their newlines, the last line's start
+    block = b""
     try:
-        text = raw.decode("utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding)
+        while block := stream.read(BLOCK):
+            pending = len(decoder.getstate()[0])
+            decoder.decode(block)
+            newlines += block.count(b"\n")
+            if (last := block.rfind(b"\n")) >= 0:
+                line_start = offset + last + 1
+            offset += len(block)
+        pending = len(decoder.getstate()[0])
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise SpecInvalid(
-            [
-                SpecError(
-                    at,
-                    f"line {line} is not {encoding} text (byte 0x{raw[exc.start]:02x} at column {column})",
-                    'save the file as UTF-8, or give its encoding (e.g. "encoding": "latin-1")',
-                )
-            ]
-        ) from None
-    return text
-
-
-def _bad_lines_message(bad: list[tuple[int, int]], width: int) -> str:
-    listed = ", ".join(f"line {line} has {fields} field{'s' if fields != 1 else ''}" for line, fields in bad[:20])
-    more = f" … ({len(bad)} bad lines in all)" if len(bad) > LISTED_BAD_LINES else f" ({len(bad)} bad lines in all)"
-    return f"the header has {width} columns but {listed}{more}"
-
-
-def parse_csv(
-    raw: bytes, *, bad_rows: BadRows = "error", delimiter: str = ",", encoding: str = "utf-8", at: str = ""
-) -> Table:
-    """Parse CSV bytes with a header row; malformed rows per ``bad_rows``; blank lines are ignored."""
-    text = _decode(raw, encoding, at)
-    if not text.strip():
-        raise SpecInvalid([SpecError(at, "the file is empty")])
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header: list[str] | None = None
-    cells: list[list[str]] = []
-    lines: list[int] = []
-    bad: list[tuple[int, int]] = []
-    short: list[tuple[int, int]] = []
-    truncated = rows_read = 0
-    last_line = 0
-    try:
-        for row in reader:
-            line, last_line = last_line + 1, reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if header is None:
-                header = [name.strip() or f"column_{i + 1}" for i, name in enumerate(row)]
-                continue
-            rows_read += 1
-            if len(row) == len(header):
-                cells.append(row)
-                lines.append(line)
-            elif len(row) > len(header) and bad_rows == "truncate":
-                cells.append(row[: len(header)])
-                lines.append(line)
-                truncated += 1
-            else:
-                bad.append((line, len(row)))
-                if len(row) < len(header):
-                    short.append((line, len(row)))
-    except csv.Error as exc:
-        problem = "contains a NUL byte (is this a binary file?)" if "NUL" in str(exc) else f"cannot be parsed: {exc}"
-        raise SpecInvalid([SpecError(at, f"line {reader.line_num} {problem}")]) from None
-    assert header is not None
-    duplicated = sorted({name for name in header if header.count(name) > 1})
-    if duplicated:
-        raise SpecInvalid([SpecError(at, "the header repeats column(s) " + ", ".join(map(repr, duplicated)))])
-    width = len(header)
-    if bad and bad_rows != "skip":
-        if bad_rows == "truncate":
-            raise SpecInvalid(
-                [
-                    SpecError(
-                        at,
-                        _bad_lines_message(short, width) + "; truncating cannot fill missing fields",
-                        'set "bad_rows": "skip" to drop them',
-                    )
-                ]
-            )
-        raise SpecInvalid(
-            [
-                SpecError(
-                    at,
-                    _bad_lines_message(bad, width),
-                    f'fix the file, or set "bad_rows": "skip" to drop these lines or "truncate" '
-                    f"to keep the first {width} columns of every row",
-                )
-            ]
+        position = offset - pending + exc.start
+        before = block[: max(0, position - offset)]
+        last = before.rfind(b"\n")
+        start = offset + last + 1 if last >= 0 else line_start
+        line = newlines + before.count(b"\n") + 1
+        message = (
+            f"line {line} is not {encoding} text (byte 0x{exc.object[exc.start]:02x} at column {position - start + 1})"
         )
-    if not cells:
-        reason = f" (all {rows_read} were malformed and skipped)" if rows_read else ""
-        raise SpecInvalid([SpecError(at, f"the file has a header but no data rows{reason}")])
-    report = DataReport(
-        format="csv",
-        columns=header,
-        rows_read=rows_read,
-        rows=len(cells),
-        rows_dropped=len(bad),
-        rows_truncated=truncated,
-        bad_lines=[{"line": line, "fields": fields} for line, fields in bad[:1000]],
-        bad_line_count=len(bad),
+        return SpecInvalid([SpecError(at, message, hint)])
+    return SpecInvalid([SpecError(at, f"the file is not {encoding} text", hint)])
+
+
+class _Lines:
+    """A CSV stream's text lines for ``csv.reader``: NUL bytes refused, and the lines of one row at
+    most MAX_ROW_CHARS characters in all (never more is read into memory)."""
+
+    def __init__(self, text: io.TextIOWrapper, at: str) -> None:
+        self.text, self.at = text, at
+        self.number = 0  # lines read
+        self.row_start, self.row_chars = 1, 0  # the row being read: its first line, its characters
+        self.content = False  # whether a character that is not whitespace was read
+
+    def new_row(self) -> None:
+        self.row_start, self.row_chars = self.number + 1, 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.text.readline(MAX_ROW_CHARS - self.row_chars + 1)
+        if not line:
+            raise StopIteration
+        self.number += 1
+        self.row_chars += len(line)
+        if "\x00" in line:
+            problem = f"line {self.number} contains a NUL byte (is this a binary file?)"
+            raise SpecInvalid([SpecError(self.at, problem)])
+        if self.row_chars > MAX_ROW_CHARS:
+            problem = f"line {self.row_start}: a row is longer than {MAX_ROW_CHARS} characters"
+            raise SpecInvalid([SpecError(self.at, problem, "is this a CSV file? check its quotes and delimiter")])
+        self.content = self.content or not line.isspace()
+        return line
+
+
+def _bad_lines_message(listed: list[tuple[int, int]], count: int, width: int) -> str:
+    named = ", ".join(
+        f"line {line} has {fields} field{'s' if fields != 1 else ''}" for line, fields in listed[:LISTED_BAD_LINES]
     )
-    return Table(report, cells, lines)
+    more = " …" if count > LISTED_BAD_LINES else ""
+    return f"the header has {width} columns but {named}{more} ({count} bad lines in all)"
 
 
-def parse_npz(raw: bytes, *, at: str = "") -> Table:
-    """The arrays of an ``.npz`` archive (no pickled objects)."""
-    if not raw:
+class _CsvRows:
+    """A CSV read as a stream: its ``header`` (read first), then its data rows (``rows()``), each
+    kept, cut to the header's width or counted as malformed per ``bad_rows``; ``report()`` ends it.
+    Blank lines are ignored."""
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        text: io.TextIOWrapper,
+        *,
+        bad_rows: BadRows,
+        delimiter: str,
+        encoding: str,
+        at: str,
+        limits: ReadLimits,
+    ) -> None:
+        self.stream, self.bad_rows, self.encoding, self.at, self.limits = stream, bad_rows, encoding, at, limits
+        self.lines = _Lines(text, at)
+        self.reader = csv.reader(self.lines, delimiter=delimiter)
+        self.records = self._records()
+        self.rows_read = self.kept = self.truncated = 0
+        self.bad: list[tuple[int, int]] = []  # the first KEPT_BAD_LINES (line, fields)
+        self.short: list[tuple[int, int]] = []  # the first LISTED_BAD_LINES with too few fields
+        self.bad_count = self.short_count = 0
+        first = next(self.records, None)
+        if first is None:
+            raise SpecInvalid([SpecError(at, "the file is empty")])
+        self.header = [name.strip() or f"column_{i + 1}" for i, name in enumerate(first[1])]
+        if len(self.header) > limits.columns:
+            problem = f"the header has {len(self.header)} columns; at most {limits.columns} are read"
+            raise SpecInvalid([SpecError(at, problem, _limit_hint(COLUMNS_SETTING))])
+        repeated = sorted(name for name, count in Counter(self.header).items() if count > 1)
+        if repeated:
+            raise SpecInvalid([SpecError(at, "the header repeats column(s) " + ", ".join(map(repr, repeated)))])
+
+    def _records(self) -> Iterator[tuple[int, list[str]]]:
+        """The rows that are not blank, with the line each starts on."""
+        reader, lines = self.reader, self.lines
+        try:
+            for row in reader:
+                line = lines.row_start
+                lines.new_row()
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                yield line, row
+        except csv.Error as exc:
+            limit = csv.field_size_limit()
+            problem = (
+                f"has a cell longer than {limit} characters"
+                if "field larger than field limit" in str(exc)
+                else f"cannot be parsed: {exc}"
+            )
+            raise SpecInvalid([SpecError(self.at, f"line {reader.line_num} {problem}")]) from None
+        except UnicodeDecodeError:
+            raise _not_text(self.stream, self.encoding, self.at) from None
+
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        """The data rows kept (cut to the header's width when truncating), with their line numbers."""
+        width, limits = len(self.header), self.limits
+        most = min(limits.rows, limits.decoded_bytes // (8 * width))
+        for line, row in self.records:
+            self.rows_read += 1
+            if self.rows_read > most:
+                raise self._too_large(line)
+            if len(row) == width:
+                self.kept += 1
+                yield line, row
+            elif len(row) > width and self.bad_rows == "truncate":
+                self.kept += 1
+                self.truncated += 1
+                yield line, row[:width]
+            else:
+                self.bad_count += 1
+                if len(self.bad) < KEPT_BAD_LINES:
+                    self.bad.append((line, len(row)))
+                if len(row) < width:
+                    self.short_count += 1
+                    if len(self.short) < LISTED_BAD_LINES:
+                        self.short.append((line, len(row)))
+
+    def _too_large(self, line: int) -> SpecInvalid:
+        limits = self.limits
+        if self.rows_read > limits.rows:
+            problem, setting = f"the file has more than {limits.rows} rows", ROWS_SETTING
+        else:
+            problem = f"the file holds more than {_size(limits.decoded_bytes)} of values (8 bytes each)"
+            setting = SIZE_SETTING
+        return SpecInvalid([SpecError(self.at, f"line {line}: {problem}", _limit_hint(setting))])
+
+    def report(self) -> DataReport:
+        """What reading found, once every row was read: malformed rows fail unless skipped, and so
+        does a file without data rows."""
+        if not self.lines.content:
+            raise SpecInvalid([SpecError(self.at, "the file is empty")])
+        width = len(self.header)
+        if self.short_count and self.bad_rows == "truncate":
+            problem = (
+                _bad_lines_message(self.short, self.short_count, width) + "; truncating cannot fill missing fields"
+            )
+            raise SpecInvalid([SpecError(self.at, problem, 'set "bad_rows": "skip" to drop them')])
+        if self.bad_count and self.bad_rows == "error":
+            hint = (
+                f'fix the file, or set "bad_rows": "skip" to drop these lines or "truncate" '
+                f"to keep the first {width} columns of every row"
+            )
+            raise SpecInvalid([SpecError(self.at, _bad_lines_message(self.bad, self.bad_count, width), hint)])
+        if not self.kept:
+            reason = f" (all {self.rows_read} were malformed and skipped)" if self.rows_read else ""
+            raise SpecInvalid([SpecError(self.at, f"the file has a header but no data rows{reason}")])
+        return DataReport(
+            format="csv",
+            columns=self.header,
+            rows_read=self.rows_read,
+            rows=self.kept,
+            rows_dropped=self.bad_count,
+            rows_truncated=self.truncated,
+            bad_lines=[{"line": line, "fields": fields} for line, fields in self.bad],
+            bad_line_count=self.bad_count,
+        )
+
+
+@contextmanager
+def _csv(
+    stream: BinaryIO, *, bad_rows: BadRows, delimiter: str, encoding: str, at: str, limits: ReadLimits
+) -> Iterator[_CsvRows]:
+    """The CSV in ``stream`` as ``_CsvRows`` (its header read); the stream is left open."""
+    text = io.TextIOWrapper(
+        stream, encoding="utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding, newline=""
+    )
+    try:
+        yield _CsvRows(stream, text, bad_rows=bad_rows, delimiter=delimiter, encoding=encoding, at=at, limits=limits)
+    finally:
+        text.detach()
+
+
+# --- NPZ, checked before it is decompressed ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Member:
+    """An array of an NPZ archive as its zip entry and its .npy header describe it."""
+
+    info: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0] if self.shape else 0
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _npz_refused(at: str, problem: str, hint: str | None = None) -> SpecInvalid:
+    return SpecInvalid([SpecError(at, problem, hint)])
+
+
+def _check_directory(stream: BinaryIO, at: str) -> None:
+    """Refuse an archive whose zip directory lists more than NPZ_MEMBERS members or takes more than
+    NPZ_DIRECTORY_BYTES, before zipfile parses all of it into memory. The end record is found
+    with zipfile's own reader, so both read the same numbers."""
+    end = zipfile._EndRecData(stream)  # type: ignore[attr-defined]
+    stream.seek(0)
+    if end is None:
+        return  # not a zip archive: zipfile says so
+    members, directory = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
+    if members > NPZ_MEMBERS:
+        raise _npz_refused(at, f"the NPZ archive lists {members} members; at most {NPZ_MEMBERS} are read")
+    if directory > NPZ_DIRECTORY_BYTES:
+        problem = f"the NPZ archive's directory takes {_size(directory)}; at most {_size(NPZ_DIRECTORY_BYTES)} is read"
+        raise _npz_refused(at, problem)
+
+
+def _members(archive: zipfile.ZipFile, limits: ReadLimits, at: str) -> dict[str, _Member]:
+    """The archive's arrays by name, from its directory and their .npy headers (nothing past a header
+    is decompressed), each checked: a .npy array, stored or deflated, not encrypted, not of an object
+    dtype (no pickles), rows within ``limits``, and within the decoded size: the members' sizes
+    decompressed (which bound what zipfile yields), each alone and all together, and each header's
+    shape × itemsize, which must fit in its member."""
+    limit, hint = limits.decoded_bytes, _limit_hint(SIZE_SETTING)
+    infos = archive.infolist()
+    for info in infos:
+        name = info.filename.removesuffix(".npy")
+        if info.is_dir() or name == info.filename:
+            raise _npz_refused(at, f"the NPZ archive holds {info.filename!r}, which is not a .npy array")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            method = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}.get(info.compress_type, "another method")
+            problem = f"array {name!r} is compressed with {method}; only deflate or no compression is read"
+            raise _npz_refused(at, problem, "save it with numpy.savez or numpy.savez_compressed")
+        if info.flag_bits & 0x1:
+            raise _npz_refused(at, f"array {name!r} is encrypted")
+        if info.file_size > limit:
+            problem = f"array {name!r} decompresses to {_size(info.file_size)}; the limit is {_size(limit)}"
+            raise _npz_refused(at, problem, hint)
+    unpacked = sum(info.file_size for info in infos)
+    if unpacked > limit:
+        raise _npz_refused(at, f"the NPZ archive decompresses to {_size(unpacked)}; the limit is {_size(limit)}", hint)
+    members: dict[str, _Member] = {}
+    for info in infos:
+        name = info.filename.removesuffix(".npy")
+        with archive.open(info) as stream:
+            version = np.lib.format.read_magic(stream)
+            if version not in ((1, 0), (2, 0)):
+                raise _npz_refused(
+                    at, f"array {name!r} is a .npy of version {version[0]}.{version[1]}, which is not read"
+                )
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(stream)
+            data_bytes = info.file_size - stream.tell()
+        if dtype.hasobject:
+            raise _npz_refused(
+                at, "the file holds pickled objects, which are not read", "save plain numeric arrays with numpy.savez"
+            )
+        member = _Member(info, shape, dtype)
+        if any(n < 0 for n in shape):
+            raise _npz_refused(at, f"the file is not a valid NPZ: array {name!r} has the shape {shape}")
+        if member.nbytes > limit:
+            declared = f"array {name!r} of shape {shape} ({dtype}) decodes to {_size(member.nbytes)}"
+            problem = f"{declared}; the limit is {_size(limit)}"
+            raise _npz_refused(at, problem, hint)
+        if member.nbytes > data_bytes:
+            problem = f"array {name!r} is truncated: its header declares {member.nbytes} bytes, {data_bytes} follow"
+            raise _npz_refused(at, f"the file is not a valid NPZ: {problem}")
+        if member.rows > limits.rows:
+            problem = f"array {name!r} has {member.rows} rows; at most {limits.rows} are read"
+            raise _npz_refused(at, problem, _limit_hint(ROWS_SETTING))
+        members[name] = member
+    if not members:
+        raise _npz_refused(at, "the NPZ archive holds no arrays")
+    return members
+
+
+@contextmanager
+def _npz(stream: BinaryIO, limits: ReadLimits, at: str) -> Iterator[tuple[zipfile.ZipFile, dict[str, _Member]]]:
+    """The NPZ archive in ``stream`` and its checked arrays (``_members``); an archive that cannot be
+    read, then or inside the block, is a SpecInvalid at ``at``."""
+    if not _head(stream):
         raise SpecInvalid([SpecError(at, "the file is empty")])
     try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
+        _check_directory(stream, at)
+        with zipfile.ZipFile(stream) as archive:
+            yield archive, _members(archive, limits, at)
+    except SpecInvalid:
+        raise
     except ValueError as exc:
-        message = "holds pickled objects, which are not read" if "pickle" in str(exc) else f"is not a valid NPZ: {exc}"
-        raise SpecInvalid(
-            [SpecError(at, f"the file {message}", "save plain numeric arrays with numpy.savez")]
+        raise _npz_refused(
+            at, f"the file is not a valid NPZ: {exc}", "save plain numeric arrays with numpy.savez"
         ) from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise SpecInvalid([SpecError(at, f"the file is not a valid NPZ archive: {exc}")]) from None
-    if not arrays:
-        raise SpecInvalid([SpecError(at, "the NPZ archive holds no arrays")])
-    lengths = {len(a) if a.ndim else 0 for a in arrays.values()}
-    rows = min(lengths)
-    return Table(DataReport(format="npz", columns=sorted(arrays), rows_read=rows, rows=rows), arrays=arrays)
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise _npz_refused(at, f"the file is not a valid NPZ archive: {exc}") from None
+
+
+def _npz_report(members: dict[str, _Member]) -> DataReport:
+    rows = min(member.rows for member in members.values())
+    return DataReport(format="npz", columns=sorted(members), rows_read=rows, rows=rows)
+
+
+def _read_array(archive: zipfile.ZipFile, member: _Member) -> np.ndarray:
+    with archive.open(member.info) as stream:
+        return np.lib.format.read_array(stream, allow_pickle=False)
 
 
 def inspect_table(
-    source: bytes | Path, *, format: FileFormat | None = None, name: str | None = None, at: str = ""
+    source: Source,
+    *,
+    format: FileFormat | None = None,
+    name: str | None = None,
+    at: str = "",
+    limits: ReadLimits | None = None,
 ) -> DataReport:
-    """What an upload holds (columns, rows, malformed lines), without failing on malformed lines."""
-    raw = _read_bytes(source, at)
-    fmt = format or sniff_format(raw, name or (source.name if isinstance(source, Path) else None))
-    return (parse_csv(raw, bad_rows="skip", at=at) if fmt == "csv" else parse_npz(raw, at=at)).report
+    """What an upload holds (columns, rows, malformed lines), without failing on malformed lines and
+    without keeping its values: a CSV is parsed through, an NPZ's members decompressed through
+    (their checksums checked). ``limits``: default those of ``data_access``."""
+    limits = limits or current_access().limits
+    with _opened(source, at) as stream:
+        fmt = format or sniff_format(_head(stream), name or (source.name if isinstance(source, Path) else None))
+        if fmt == "csv":
+            with _csv(stream, bad_rows="skip", delimiter=",", encoding="utf-8", at=at, limits=limits) as table:
+                for _ in table.rows():
+                    pass
+                return table.report()
+        with _npz(stream, limits, at) as (archive, members):
+            for member in members.values():
+                with archive.open(member.info) as data:
+                    while data.read(BLOCK):
+                        pass
+        return _npz_report(members)
 
 
-# --- from a parsed table to a Dataset -----------------------------------------------------------------
+# --- from a file to a Dataset ---------------------------------------------------------------------------
 
 
 def _unknown(name: str, known: list[str], what: str, at: str) -> SpecInvalid:
@@ -352,8 +657,7 @@ def _numbers(values: list[str], column: str, lines: list[int], at: str) -> np.nd
         raise
 
 
-def _csv_columns(table: Table, target: str | None, features: list[str] | None, at: str) -> tuple[str, list[str]]:
-    columns = table.report.columns
+def _csv_columns(columns: list[str], target: str | None, features: list[str] | None, at: str) -> tuple[str, list[str]]:
     if target is None:
         target = columns[-1]
     elif target not in columns:
@@ -371,58 +675,120 @@ def _csv_columns(table: Table, target: str | None, features: list[str] | None, a
     return target, features
 
 
-def _table_arrays(
-    table: Table, target: str | None, features: list[str] | None, at: str, file_at: str
-) -> tuple[np.ndarray, np.ndarray, DataKind]:
-    report = table.report
-    if report.format == "csv":
-        target, features = _csv_columns(table, target, features, at)
-        position = {name: i for i, name in enumerate(report.columns)}
-        columns = [
-            _numbers([row[position[name]] for row in table.cells], name, table.lines, file_at) for name in features
-        ]
-        labels = [row[position[target]].strip() for row in table.cells]
-        try:
-            y: np.ndarray = np.asarray(labels, dtype=np.float64)
-        except ValueError:
-            y = np.asarray(labels)
-        report.target, report.features = target, features
-        return np.stack(columns, axis=1), y, "tabular"
-    arrays = table.arrays
-    target = target or "y"
-    if target not in arrays:
-        raise _unknown(target, sorted(arrays), "array", f"{at}/target")
-    if features is None:
-        features = ["x"] if "x" in arrays else [name for name in sorted(arrays) if name != target]
-    for i, name in enumerate(features):
-        if name not in arrays:
-            raise _unknown(name, sorted(arrays), "array", f"{at}/features/{i}")
-    parts = [arrays[name] for name in features]
-    y = arrays[target]
-    for name, part in zip([*features, target], [*parts, y], strict=True):
-        if part.ndim == 0 or len(part) != len(y):
-            raise SpecInvalid(
-                [
-                    SpecError(
-                        file_at, f"array {name!r} has {len(part) if part.ndim else 0} rows; {target!r} has {len(y)}"
-                    )
-                ]
+class _Labels:
+    """A CSV target column, chunk by chunk: numbers while every label is one, and text labels while
+    they have at most MAX_TEXT_LABELS distinct values (each row an index into them)."""
+
+    def __init__(self, column: str, at: str) -> None:
+        self.column, self.at = column, at
+        self.numbers: list[np.ndarray] | None = []
+        self.codes: list[np.ndarray] | None = []
+        self.names: dict[str, int] = {}
+
+    def add(self, labels: list[str], line: int) -> None:
+        if self.numbers is not None:
+            try:
+                self.numbers.append(np.asarray(labels, dtype=np.float64))
+            except ValueError:
+                self.numbers = None
+        if self.codes is not None:
+            names = self.names
+            self.codes.append(np.fromiter((names.setdefault(label, len(names)) for label in labels), np.int64))
+            if len(names) > MAX_TEXT_LABELS:
+                self.codes, self.names = None, {}
+        if self.numbers is None and self.codes is None:
+            problem = (
+                f"column {self.column!r} (the target) is not all numbers and has more than "
+                f"{MAX_TEXT_LABELS} distinct labels by line {line}"
             )
-        if part.dtype.kind not in "biuf" and name != target:
-            raise SpecInvalid([SpecError(file_at, f"array {name!r} is not numeric (dtype {part.dtype})")])
+            raise SpecInvalid([SpecError(self.at, problem, "class labels have fewer; regression targets are numbers")])
+
+    def values(self) -> np.ndarray:
+        if self.numbers is not None:
+            return np.concatenate(self.numbers)
+        assert self.codes is not None
+        names = np.empty(len(self.names), dtype=object)
+        names[:] = list(self.names)
+        return names[np.concatenate(self.codes)]
+
+
+def _csv_arrays(
+    table: _CsvRows, target: str | None, features: list[str] | None, at: str, file_at: str
+) -> tuple[np.ndarray, np.ndarray, DataReport]:
+    """Features (float64) and targets of a CSV, converted a chunk of rows at a time. Errors in the
+    file come first (read to its end), then those in the columns asked for, then values that are
+    not numbers."""
+    problem: SpecInvalid | None = None
+    try:
+        target, features = _csv_columns(table.header, target, features, at)
+    except SpecInvalid as exc:
+        problem = exc
+    position = {name: i for i, name in enumerate(table.header)}
+    parts: list[np.ndarray] = []
+    labels = _Labels(target or "", file_at)
+    rows = table.rows()
+    chunk_rows = max(1, CHUNK_VALUES // len(table.header))
+    while chunk := list(islice(rows, chunk_rows)):
+        if problem is not None:
+            continue
+        assert target is not None and features is not None
+        lines = [line for line, _ in chunk]
+        try:
+            columns = [_numbers([row[position[name]] for _, row in chunk], name, lines, file_at) for name in features]
+            parts.append(np.stack(columns, axis=1))
+            labels.add([row[position[target]].strip() for _, row in chunk], lines[-1])
+        except SpecInvalid as exc:
+            problem = exc
+    report = table.report()
+    if problem is not None:
+        raise problem
+    report.target, report.features = target, features
+    return np.concatenate(parts), labels.values(), report
+
+
+def _npz_arrays(
+    archive: zipfile.ZipFile,
+    members: dict[str, _Member],
+    target: str | None,
+    features: list[str] | None,
+    at: str,
+    file_at: str,
+) -> tuple[np.ndarray, np.ndarray, DataKind, DataReport]:
+    """Features (float64) and targets of an NPZ: its arrays checked from their headers, then read."""
+    names = sorted(members)
+    target = target or "y"
+    if target not in members:
+        raise _unknown(target, names, "array", f"{at}/target")
+    if features is None:
+        features = ["x"] if "x" in members else [name for name in names if name != target]
+    if not features:
+        raise SpecInvalid([SpecError(f"{at}/features", "no feature arrays are left besides the target")])
+    for i, name in enumerate(features):
+        if name not in members:
+            raise _unknown(name, names, "array", f"{at}/features/{i}")
+    rows = members[target].rows
+    for name in [*features, target]:
+        member = members[name]
+        if not member.shape or member.rows != rows:
+            raise SpecInvalid([SpecError(file_at, f"array {name!r} has {member.rows} rows; {target!r} has {rows}")])
+        if member.dtype.kind not in "biuf" and name != target:
+            raise SpecInvalid([SpecError(file_at, f"array {name!r} is not numeric (dtype {member.dtype})")])
+    parts = [_read_array(archive, members[name]) for name in features]
+    y = _read_array(archive, members[target])
     if len(parts) == 1:
         x = parts[0].astype(np.float64)
     else:
         x = np.concatenate([p.reshape(len(p), -1).astype(np.float64) for p in parts], axis=1)
     if x.ndim == 1:
         x = x[:, None]
+    report = _npz_report(members)
     report.target, report.features = target, features
     kind: DataKind = {2: "tabular", 3: "sequence"}.get(x.ndim, "image")
-    return x, y, kind
+    return x, y, kind, report
 
 
 def load_table(
-    source: bytes | Path,
+    source: Source,
     *,
     task: str,
     format: FileFormat | None = None,
@@ -433,22 +799,29 @@ def load_table(
     encoding: str = "utf-8",
     at: str = "/data/source",
     file_at: str | None = None,
+    limits: ReadLimits | None = None,
 ) -> tuple[Dataset, DataReport]:
-    """A CSV / NPZ file (bytes or a path) as a Dataset for ``task``, and the report of its reading.
+    """A CSV / NPZ file (bytes, a path or a seekable stream) as a Dataset for ``task``, and the report
+    of its reading.
 
     ``target`` is a column (CSV; default the last) or an array (NPZ; default ``y``); ``features``
     default to every other column (CSV) or the array ``x``. Errors point at ``at`` (the source)
-    and ``file_at`` (where the file is named, e.g. ``/data/source/path``)."""
+    and ``file_at`` (where the file is named, e.g. ``/data/source/path``). ``limits``: default
+    those of ``data_access``."""
     file_at = file_at or at
-    raw = _read_bytes(source, file_at)
-    fmt = format or sniff_format(raw, source.name if isinstance(source, Path) else None)
-    if fmt == "csv":
-        table = parse_csv(raw, bad_rows=bad_rows, delimiter=delimiter, encoding=encoding, at=file_at)
-    else:
-        table = parse_npz(raw, at=file_at)
-    x, y, kind = _table_arrays(table, target, features, at, file_at)
+    limits = limits or current_access().limits
+    kind: DataKind = "tabular"
+    with _opened(source, file_at) as stream:
+        fmt = format or sniff_format(_head(stream), source.name if isinstance(source, Path) else None)
+        if fmt == "csv":
+            with _csv(
+                stream, bad_rows=bad_rows, delimiter=delimiter, encoding=encoding, at=file_at, limits=limits
+            ) as table:
+                x, y, report = _csv_arrays(table, target, features, at, file_at)
+        else:
+            with _npz(stream, limits, file_at) as (archive, members):
+                x, y, kind, report = _npz_arrays(archive, members, target, features, at, file_at)
     if not np.isfinite(x).all():
         raise SpecInvalid([SpecError(file_at, "the features hold NaN or infinite values")])
     targets, classes = targets_for_task(y, task, f"{at}/target")
-    report = table.report.as_dict()
-    return Dataset(torch.as_tensor(x, dtype=torch.float32), targets, kind, classes, report=report), table.report
+    return Dataset(torch.as_tensor(x, dtype=torch.float32), targets, kind, classes, report=report.as_dict()), report

@@ -1,8 +1,10 @@
 """Uploaded data sets: storing an upload with what reading it found, reading its row, and
 resolving an id to its stored file."""
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,20 +19,27 @@ def dataset_path(data_dir: Path, dataset_id: str, fmt: str) -> Path:
 
 
 def create_dataset(
-    *, session: Session, data_dir: Path, tenant: str, filename: str, raw: bytes, report: DataReport
+    *, session: Session, data_dir: Path, tenant: str, filename: str, source: BinaryIO, report: DataReport
 ) -> DatasetFile:
-    """Write the upload's bytes and its row; if the row cannot be stored, the file goes too."""
+    """Copy the upload (a binary stream, from its start, in blocks) and store its row; if either
+    fails, the file goes too."""
     dataset_id = new_id("ds")
     path = dataset_path(data_dir, dataset_id, report.format)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(raw)
+    source.seek(0)
+    try:
+        with path.open("wb") as stored:
+            shutil.copyfileobj(source, stored)
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
     row = DatasetFile(
         id=dataset_id,
         tenant=tenant,
         filename=filename,
         format=report.format,
         uri=str(path),
-        size=len(raw),
+        size=path.stat().st_size,
         rows=report.rows,
         columns={"names": report.columns},
         report=report.as_dict(),

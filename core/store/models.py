@@ -115,3 +115,17 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+
+
+class Worker(Base):
+    """A worker process that is alive, or was: it renews ``seen_at`` every few seconds
+    (``TRAINYARD_WORKER_BEAT_S``) and removes its row when it stops cleanly; one killed leaves its
+    row behind, stale. ``/healthz`` counts the workers seen within three beats."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)  # host:pid, as a run names its worker
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

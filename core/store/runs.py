@@ -191,7 +191,7 @@ def requeue(*, session: Session, run_id: str, worker: str, reason: str, max_atte
             "failure": f"{reason}; gave up after {run.attempt} attempts",
         }
     else:
-        values = {"status": QUEUED, "worker": None, "lease_expires_at": None}
+        values = {"status": QUEUED, "worker": None, "lease_expires_at": None, "enqueued_at": None}  # sent at once
     session.execute(update(Run).where(Run.id == run_id, Run.status == RUNNING, Run.worker == worker).values(**values))
     session.commit()
     return values["status"]

@@ -160,3 +160,12 @@ def test_the_running_quota_holds_against_claims_at_the_same_instant_on_postgresq
             outcomes = list(pool.map(race, ids))
         engine.dispose()
     assert sorted(outcomes).count("claimed") == 2 and outcomes.count("deferred") == 6
+
+
+def test_the_services_time_limit_caps_a_run_that_asks_for_none(tmp_path: Path) -> None:
+    context = worker_context(Settings(data_dir=tmp_path, max_runtime_s=0.5))
+    spec = small_spec(epochs=100_000, data={"source": {"type": "builtin", "name": "iris"}}, model={"type": "linear"})
+    run_id = new_run(context.sessions, spec)
+    assert execute_run(run_id=run_id, context=context) == "failed"
+    with context.sessions() as session:
+        assert "time limit" in session.get(Run, run_id).failure

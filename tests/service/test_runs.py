@@ -2,6 +2,7 @@
 metrics and curves, live events, artifacts, cancellation, failures, bad input, idempotency."""
 
 import json
+import time
 
 from fastapi.testclient import TestClient
 
@@ -154,8 +155,12 @@ def test_validate_schema_health_and_metrics_routes(client: TestClient) -> None:
     assert report["params"] == 64 * 32 + 32 + 32 * 10 + 10
     assert [row["output_shape"] for row in report["layers"]][-1] == [10]
     assert "properties" in client.get("/v1/specs/schema").json()
-    health = client.get("/healthz")
-    assert health.status_code == 200 and health.json()["database"] == "ok" and health.json()["queue"] == "ok"
+    deadline = time.monotonic() + 60
+    while (health := client.get("/healthz")).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)  # 503 until the module's worker has started and beat
+    assert health.status_code == 200, health.json()
+    assert health.json()["database"] == health.json()["queue"] == health.json()["worker"] == "ok"
+    assert health.json()["workers"] == 1
     assert "trainyard_runs" in client.get("/metrics").text
     assert client.get("/openapi.json").json()["paths"]["/v1/runs"]
 
