@@ -633,5 +633,47 @@ def keys_list() -> None:
     out_console.print(table)
 
 
+tenants_app = typer.Typer(no_args_is_help=True, help="Per-tenant quotas (admin, on the database).")
+app.add_typer(tenants_app, name="tenants")
+
+
+@tenants_app.command("set-quota")
+def tenants_set_quota(
+    tenant: Annotated[str, typer.Argument(help="the tenant")],
+    running: Annotated[int | None, typer.Option(min=0, help="runs it may have training at once")] = None,
+    queued: Annotated[int | None, typer.Option(min=0, help="runs it may have waiting")] = None,
+) -> None:
+    """Set a tenant's quotas; one not given goes back to the service's (TRAINYARD_QUOTA_*)."""
+    from core.store.tenants import set_quota
+
+    with _key_sessions()() as session:
+        try:
+            set_quota(session=session, tenant=tenant, running=running, queued=queued)
+        except ValueError as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(INVALID) from None
+    shown = {name: "default" if value is None else value for name, value in (("running", running), ("queued", queued))}
+    err_console.print(f"quotas of {tenant!r}: running {shown['running']}, queued {shown['queued']}")
+
+
+@tenants_app.command("list")
+def tenants_list() -> None:
+    """Tenants with quotas of their own (the others have the service's)."""
+    from core.settings import Settings
+    from core.store.tenants import list_quotas
+
+    settings = Settings()
+    table = Table("tenant", "running", "queued", "updated")
+    with _key_sessions()() as session:
+        for row in list_quotas(session=session):
+            table.add_row(
+                row.tenant,
+                str(row.running if row.running is not None else f"{settings.quota_running} (default)"),
+                str(row.queued if row.queued is not None else f"{settings.quota_queued} (default)"),
+                str(row.updated_at),
+            )
+    out_console.print(table)
+
+
 if __name__ == "__main__":
     app()

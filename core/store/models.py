@@ -129,3 +129,14 @@ class Worker(Base):
     pid: Mapped[int]
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class TenantQuota(Base):
+    """A tenant's own quotas; a null one (or no row) means the service's setting."""
+
+    __tablename__ = "tenant_quotas"
+
+    tenant: Mapped[str] = mapped_column(String(100), primary_key=True)
+    running: Mapped[int | None]
+    queued: Mapped[int | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

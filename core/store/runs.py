@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from core.status import RunStatus
-from core.store.models import Artifact, Metric, Run, RunKind, utcnow
+from core.store.models import Artifact, Metric, Run, RunKind, TenantQuota, utcnow
 
 QUEUED, RUNNING, FAILED = RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.FAILED
 
@@ -107,7 +107,8 @@ def list_runs(
 
 def claim_run(*, session: Session, run_id: str, worker: str, lease_s: float, max_running: int) -> ClaimOutcome:
     """queued → running as a compare-and-set: only one worker can win, a redelivered message loses.
-    The claim also waits while the tenant already has ``max_running`` runs training; on
+    The claim also waits while the tenant already has its quota of runs training (its own, else
+    ``max_running``); on
     PostgreSQL the tenant's claims take turns (a transaction-scoped advisory lock), since under
     READ COMMITTED two claims at once would each count fewer than the limit. A child's claim
     starts its parent (queued → running)."""
@@ -120,9 +121,11 @@ def claim_run(*, session: Session, run_id: str, worker: str, lease_s: float, max
         .select_from(other)
         .where(other.tenant == Run.tenant, other.status == RUNNING, other.kind == RunKind.RUN)
     )
+    own = select(TenantQuota.running).where(TenantQuota.tenant == Run.tenant).scalar_subquery()
+    limit = func.coalesce(own, max_running)  # the tenant's own quota, else the service's
     result = session.execute(
         update(Run)
-        .where(Run.id == run_id, Run.kind == RunKind.RUN, Run.status == QUEUED, running.scalar_subquery() < max_running)
+        .where(Run.id == run_id, Run.kind == RunKind.RUN, Run.status == QUEUED, running.scalar_subquery() < limit)
         .values(
             status=RUNNING,
             worker=worker,

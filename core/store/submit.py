@@ -13,7 +13,7 @@ from core.errors import SpecError, SpecInvalid
 from core.settings import Settings
 from core.spec.trials import sweep_work
 from core.status import RunStatus
-from core.store import runs
+from core.store import runs, tenants
 from core.store.models import Run, RunKind
 
 if TYPE_CHECKING:
@@ -96,11 +96,12 @@ def check_quota(plan: "Plan", session: Session, tenant: str, settings: Settings)
     QuotaExceeded when they do not fit now."""
     queued = runs.count_active(session=session, tenant=tenant, status=RunStatus.QUEUED)
     count = kind_and_children(plan)[1]
-    if queued + count > settings.quota_queued:
-        room = max(settings.quota_queued - queued, 0)
-        raise QuotaExceeded(
-            f"{settings.quota_queued} runs may be queued for you and {queued} are; this needs {count}, {room} are free"
-        )
+    quota = tenants.quotas(
+        session=session, tenant=tenant, running=settings.quota_running, queued=settings.quota_queued
+    ).queued
+    if queued + count > quota:
+        room = max(quota - queued, 0)
+        raise QuotaExceeded(f"{quota} runs may be queued for you and {queued} are; this needs {count}, {room} are free")
 
 
 def scoped_idempotency_key(tenant: str, key: str) -> str:

@@ -2,12 +2,16 @@
 401 without a valid key, quotas and size limits. No worker runs here: runs stay queued."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from api.main import create_app
+from cli.main import app
 from core.settings import Settings
+from core.store import runs
 from core.store.db import make_engine, migrate, session_factory
 from core.store.keys import create_key, revoke_key
 from tests.service.conftest import small_spec
@@ -122,3 +126,23 @@ def test_queued_quota_and_size_limits(secured: tuple[TestClient, dict, Settings]
     big_body = small_spec(data={"source": {"type": "inline", "x": [[0.5] * 64] * 5000, "y": [0, 1] * 2500}})
     too_large = client.post("/v1/runs", json=big_body, headers=auth["acme"])
     assert too_large.status_code == 413 and too_large.json()["status"] == 413
+
+
+def test_a_tenants_own_quotas_replace_the_services(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, quota_queued=10, quota_running=4, sweep_interval_s=3600)
+    env = {"TRAINYARD_DATA_DIR": str(tmp_path)}
+    admin = CliRunner()
+    assert (
+        admin.invoke(app, ["tenants", "set-quota", "local", "--queued", "1", "--running", "1"], env=env).exit_code == 0
+    )
+    assert admin.invoke(app, ["tenants", "set-quota", "a:b", "--queued", "1"], env=env).exit_code == 2  # a bad name
+    assert "local" in admin.invoke(app, ["tenants", "list"], env=env, terminal_width=200).output
+    with TestClient(create_app(settings)) as client:
+        first = client.post("/v1/runs", json=small_spec()).json()["id"]
+        assert client.post("/v1/runs", json=small_spec()).status_code == 429  # its own 1, not the service's 10
+    with session_factory(make_engine(settings.resolved_database_url))() as session:
+        assert runs.claim_run(session=session, run_id=first, worker="w", lease_s=60, max_running=4) == "claimed"
+        second = runs.create_run(session=session, tenant="local", spec=small_spec(), name="second")
+        session.commit()
+        # its own running quota of 1, not the service's 4
+        assert runs.claim_run(session=session, run_id=second.id, worker="w", lease_s=60, max_running=4) == "deferred"
