@@ -3,7 +3,7 @@
 import asyncio
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from celery import Celery
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.problems import Problem
 from api.serving import ModelCache
+from api.streams import Streams
 from core.data.files import DataAccess, ReadLimits, data_access
 from core.settings import Settings
 from core.store.datasets import dataset_resolver
@@ -21,12 +22,14 @@ from core.store.models import LOCAL_TENANT
 
 @dataclass
 class Service:
-    """What the app holds for its lifetime: settings, sessions, the queue and the served models."""
+    """What the app holds for its lifetime: settings, sessions, the queue, the served models and the
+    open event streams."""
 
     settings: Settings
     sessions: sessionmaker[Session]
     queue: Celery
     models: ModelCache
+    streams: Streams = field(default_factory=Streams)
 
 
 async def get_service(request: Request) -> Service:
@@ -38,11 +41,11 @@ def get_session(service: Annotated[Service, Depends(get_service)]) -> Iterator[S
         yield session
 
 
-async def get_tenant(
-    service: Annotated[Service, Depends(get_service)], authorization: Annotated[str | None, Header()] = None
-) -> str:
-    """The caller's tenant: from ``Authorization: Bearer <key>``, or the local user when auth is off."""
-    return await tenant_for(service, authorization)
+async def get_tenant(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The caller's tenant, found by ``api.auth.Authenticate`` from ``Authorization: Bearer <key>``
+    (or the local user when auth is off) before the body was read. The header is declared here for
+    the OpenAPI document."""
+    return request.state.tenant
 
 
 async def tenant_for(service: Service, authorization: str | None) -> str:

@@ -2,15 +2,15 @@
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.predict import route_path
 from api.problems import Problem, problem_response
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
-    """Refuses bodies over ``limit`` bytes (``upload_limit`` under ``upload_prefix``) with a 413."""
+    """Refuses bodies over ``limit`` bytes (``upload_limit`` under ``upload_prefix``) with a 413
+    problem+json, before the app has parsed any of it: at once when the Content-Length says so, and
+    for a chunked body as soon as the bytes received pass the limit. The app is then told the client
+    left, so it stops reading, and whatever it answers is dropped."""
 
     def __init__(self, app: ASGIApp, *, limit: int, upload_limit: int, upload_prefix: str = "/v1/datasets") -> None:
         self.app, self.limit, self.upload_limit, self.upload_prefix = app, limit, upload_limit, upload_prefix
@@ -19,33 +19,36 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.upload_limit if scope["path"].startswith(self.upload_prefix) else self.limit
+        limit = self.upload_limit if route_path(scope).startswith(self.upload_prefix) else self.limit
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._refuse(scope, receive, send, limit)
             return
         seen = 0
-        started = False
+        started = refused = False
 
         async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
+            nonlocal seen, refused
+            if seen <= limit:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return message
                 seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise BodyTooLarge
-            return message
+                if seen <= limit:
+                    return message
+                if not started:
+                    await self._refuse(scope, receive, send, limit)
+                    refused = True
+            return {"type": "http.disconnect"}
 
         async def tracked(message: Message) -> None:
             nonlocal started
+            if refused:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, counted, tracked)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(scope, receive, send, limit)
+        await self.app(scope, counted, tracked)
 
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from api import predict, problems
+from api.auth import Authenticate
 from api.deps import Service
 from api.limits import BodyLimit
 from api.predict import PredictEndpoint
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.add_middleware(PredictEndpoint)  # inside the body limit, ahead of the router
     app.add_middleware(BodyLimit, limit=settings.max_request_mb * 2**20, upload_limit=settings.max_upload_mb * 2**20)
+    app.add_middleware(Authenticate)  # outermost: a /v1 request's key is checked before its body is read
     for module in (runs, models, specs, datasets, health, plots, ui):
         app.include_router(module.router)
     app.openapi = lambda: predict.document(FastAPI.openapi(app))  # type: ignore[method-assign]

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.deps import Service, tenant_for
+from api.deps import Service
 from api.problems import Problem, invalid_input, invalid_request, problem_response
 from api.routes.models import succeeded_run
 from api.serving import ServedModel
@@ -40,7 +40,8 @@ class PredictResponse(BaseModel):
 
 
 class PredictEndpoint:
-    """ASGI middleware: answers ``POST /v1/runs/{id}/predict`` itself and passes the rest on."""
+    """ASGI middleware: answers ``POST /v1/runs/{id}/predict`` itself and passes the rest on. It sits
+    inside ``api.auth.Authenticate``, which put the caller's tenant in ``scope["state"]``."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -58,8 +59,7 @@ class PredictEndpoint:
             body = await read_body(receive)
             if body is None:  # the client went away
                 return
-            authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
-            response = await answer(scope["app"].state.service, match["run_id"], authorization, body)
+            response = await answer(scope["app"].state.service, match["run_id"], scope["state"]["tenant"], body)
         await response(scope, receive, send)
 
 
@@ -80,13 +80,12 @@ async def read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-async def answer(service: Service, run_id: str, authorization: str | None, body: bytes) -> Response:
+async def answer(service: Service, run_id: str, tenant: str, body: bytes) -> Response:
     """Predictions for new inputs with the run's stored preprocessing; concurrent requests are
     batched into one forward pass. Class labels and probabilities for classifiers. Each input is
     a sample shaped like the training samples, or a flat row of its values in row-major order
     (64 numbers for an 8×8 image)."""
     try:
-        tenant = await tenant_for(service, authorization)
         try:
             request = PredictRequest.model_validate_json(body)
         except ValidationError as exc:

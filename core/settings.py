@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     device: str | None = Field(None, description="training device for workers (default: cuda if present)")
     torch_threads: int | None = Field(None, ge=1, description="CPU threads per worker: cores ÷ workers")
     sse_poll_seconds: float = Field(0.25, gt=0.0, le=10.0)
+    max_streams_per_tenant: int = Field(16, ge=1, description="event streams a tenant may have open (per API process)")
+    max_stream_s: float = Field(
+        3600.0, gt=0.0, description="longest an event stream stays open; a client reconnects with Last-Event-ID"
+    )
     predict_max_batch: int = Field(64, ge=1, le=65536, description="rows per batched forward pass (1: no batching)")
     predict_max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="how long a request waits for company")
     checkpoint_every: int = Field(1, ge=1, description="epochs between a run's checkpoints")
@@ -41,7 +45,9 @@ class Settings(BaseSettings):
     )
     sweep_interval_s: float = Field(10.0, gt=0.0, description="how often the API looks for lost runs")
     requeue_after_s: float = Field(300.0, gt=0.0, description="a queued run's message is sent again after this")
-    max_request_mb: int = Field(32, ge=1, description="largest request body (uploads excepted)")
+    max_request_mb: int = Field(
+        8, ge=1, description="largest JSON request body (uploads: max_upload_mb); parsed, it takes up to ~25× that"
+    )
     max_params: int = Field(500_000_000, ge=1, description="largest model a spec may ask for")
     max_runtime_s: float | None = Field(
         None, gt=0.0, description="longest a run may train, every attempt counted (a spec may ask for less)"

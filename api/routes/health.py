@@ -1,5 +1,6 @@
 """Liveness (database and queue reachable, a worker alive) and Prometheus metrics."""
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -13,6 +14,7 @@ from core.store import workers
 from core.store.models import Run
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger("trainyard.api")
 
 
 BEATS = 3  # a worker is alive while its last beat is at most this many beats old
@@ -26,7 +28,8 @@ BEATS = 3  # a worker is alive while its last beat is at most this many beats ol
 def healthz(service: ServiceDep) -> dict[str, Any] | JSONResponse:
     """200 when the database answers, the broker accepts a connection and at least one worker is
     alive (it beat within three ``TRAINYARD_WORKER_BEAT_S``); 503 otherwise. Either way the body
-    has each check and ``workers``, how many are alive."""
+    has each check (``ok``, ``unavailable`` or ``none alive``; why one failed is logged, never
+    answered) and ``workers``, how many are alive."""
     checks: dict[str, str] = {}
     alive = 0
     try:
@@ -35,13 +38,15 @@ def healthz(service: ServiceDep) -> dict[str, Any] | JSONResponse:
             alive = workers.alive(session=session, within_s=BEATS * service.settings.worker_beat_s)
         checks["database"] = "ok"
     except Exception as exc:
-        checks["database"] = f"error: {exc}"
+        log.warning("/healthz: the database is unavailable: %s", exc)
+        checks["database"] = "unavailable"
     try:
         with service.queue.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
         checks["queue"] = "ok"
     except Exception as exc:
-        checks["queue"] = f"error: {exc}"
+        log.warning("/healthz: the queue is unavailable: %s", exc)
+        checks["queue"] = "unavailable"
     checks["worker"] = "ok" if alive else "none alive"
     if any(v != "ok" for v in checks.values()):
         detail = "; ".join(f"{k}: {v}" for k, v in checks.items())
