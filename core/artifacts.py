@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from core import durable
 from core.data.preprocess import apply_preprocessing, invert_preprocessing
 from core.data.text import Tokenizer
 from core.errors import SpecError, SpecInvalid
@@ -38,17 +39,18 @@ def save_model(
 ) -> None:
     """Write a trained model, its preprocessing (of the features; of the targets when the spec
     scales them), the resolved spec, what the data looked like (``meta``: shapes, classes) and
-    the summary to ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(_cpu(model.state_dict()), folder / WEIGHTS)
-    save_file(_cpu(fitted_preprocessing), folder / PREPROCESSING)
+    the summary to ``folder``, keeping what else it holds (metrics, checkpoints). The files are
+    written in a temporary folder and moved in, the summary last: a save cut short (a full disk,
+    a crash) leaves no half-written file, nor a summary next to an incomplete model."""
+    files = {WEIGHTS: save(_cpu(model.state_dict())), PREPROCESSING: save(_cpu(fitted_preprocessing))}
     if spec.data.target_preprocess:
-        save_file(_cpu(fitted_target_preprocessing), folder / TARGET_PREPROCESSING)
-    (folder / SPEC).write_text(spec.model_dump_json(indent=2))
-    (folder / META).write_text(json.dumps(meta, indent=2))
+        files[TARGET_PREPROCESSING] = save(_cpu(fitted_target_preprocessing))
+    files[SPEC] = spec.model_dump_json(indent=2).encode()
+    files[META] = json.dumps(meta, indent=2).encode()
     if tokenizer is not None:
-        (folder / TOKENIZER).write_text(tokenizer.to_json())
-    (folder / SUMMARY).write_text(json.dumps(summary, indent=2))
+        files[TOKENIZER] = tokenizer.to_json().encode()
+    files[SUMMARY] = json.dumps(summary, indent=2).encode()
+    durable.replace_files(folder, files)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import run_folder
@@ -228,9 +229,11 @@ def _trial_callbacks(context: WorkerContext, run: _Claimed) -> list[Callback]:
 def execute_run(*, run_id: str, context: WorkerContext) -> runs.ClaimOutcome | RunStatus:
     """Train run ``run_id`` if this worker wins the claim, from its last checkpoint when an earlier
     attempt died. Returns the final status, or why it did not train: SKIPPED (not queued any
-    more), DEFERRED (its tenant already has its quota of running runs) or QUEUED again (an
-    infrastructure failure: try again). A child's end moves its parent on (the next trials are
-    asked for and sent, or the parent finishes)."""
+    more, or no longer this attempt's), DEFERRED (its tenant already has its quota of running
+    runs), QUEUED again (an infrastructure failure: out of memory, a database error, a full disk;
+    try again), or RUNNING (the database failed even then: the sweeper requeues it once its lease
+    runs out). A child's end moves its parent on (the next trials are asked for and sent, or the
+    parent finishes)."""
     status = _execute(run_id, context)
     if isinstance(status, RunStatus) and status.terminal:
         _advance_parent(context, run_id)
@@ -294,6 +297,27 @@ def _execute(run_id: str, context: WorkerContext) -> runs.ClaimOutcome | RunStat
     run = _claim(context, run_id)
     if not isinstance(run, _Claimed):
         return run
+    try:
+        return _attempt(context, run_id, run)
+    except Exception as exc:
+        if not infrastructure(exc):
+            raise
+        log.exception("run %s: attempt %d met an infrastructure failure; giving it back", run_id, run.attempt)
+        return _requeue(context, run_id, f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+
+def infrastructure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the machine's failure rather than the run's, so another attempt may not
+    meet it: the database went away or is locked (OperationalError, a connection invalidated), or
+    the file system failed (OSError: a full disk, an I/O error)."""
+    if isinstance(exc, OperationalError | OSError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def _attempt(context: WorkerContext, run_id: str, run: _Claimed) -> runs.ClaimOutcome | RunStatus:
+    """Train the claimed run, save its artifacts and end it. An error of the run's own (a bad spec,
+    a bug) fails it; an infrastructure failure is raised, for ``_execute`` to give the run back."""
     held_by = (context.name, run.attempt)  # every write below is fenced on it
     folder = context.artifact_dir / run_id
     try:
@@ -324,29 +348,24 @@ def _execute(run_id: str, context: WorkerContext) -> runs.ClaimOutcome | RunStat
                 fold=run.trial if run.parent_kind == RunKind.KFOLD else None,  # a k-fold run's fold
                 attempt=run.attempt,
             )
+        if result.retryable:
+            return _requeue(context, run_id, result.failure or "")
+        with context.sessions() as session:
+            if not runs.holds(session=session, run_id=run_id, worker=context.name, attempt=run.attempt):
+                return _lost(run_id, run.attempt)  # not ours any more: its files are the next attempt's to write
+        result.save(folder)
+        artifacts = [
+            (str(path.relative_to(folder)), str(path), path.stat().st_size) for path in run_folder.stored_files(folder)
+        ]
     except runs.LeaseLost:
         return _lost(run_id, run.attempt)
     except SpecInvalid as exc:
         return _finish(context, run_id, held_by, RunStatus.FAILED, None, f"invalid spec: {exc}", None)
     except Exception as exc:
+        if infrastructure(exc):
+            raise
         log.exception("run %s crashed", run_id)
         return _finish(context, run_id, held_by, RunStatus.FAILED, None, f"{type(exc).__name__}: {exc}", None)
-    if result.retryable:
-        with context.sessions() as session:
-            return runs.requeue(
-                session=session,
-                run_id=run_id,
-                worker=context.name,
-                reason=result.failure or "",
-                max_attempts=context.max_attempts,
-            )
-    with context.sessions() as session:
-        if not runs.holds(session=session, run_id=run_id, worker=context.name, attempt=run.attempt):
-            return _lost(run_id, run.attempt)  # not ours any more: its files are the next attempt's to write
-    result.save(folder)
-    artifacts = [
-        (str(path.relative_to(folder)), str(path), path.stat().st_size) for path in run_folder.stored_files(folder)
-    ]
     summary = result.summary()
     verdicts = verdicts_of(
         plan.spec, stored_points(context.sessions, run_id), failure=result.failure, final=True
@@ -365,6 +384,21 @@ def _execute(run_id: str, context: WorkerContext) -> runs.ClaimOutcome | RunStat
     if status != runs.ClaimOutcome.SKIPPED:
         remove_checkpoint(run_folder.checkpoint_folder(folder))  # every attempt's, once the run has ended
     return status
+
+
+def _requeue(context: WorkerContext, run_id: str, reason: str) -> RunStatus:
+    """Give the run back to the queue (or fail it, once its attempts are spent). When the database
+    fails here too, the run is left RUNNING: its lease runs out and the sweeper requeues it."""
+    try:
+        with context.sessions() as session:
+            return runs.requeue(
+                session=session, run_id=run_id, worker=context.name, reason=reason, max_attempts=context.max_attempts
+            )
+    except Exception as exc:
+        if not infrastructure(exc):
+            raise
+        log.exception("could not give run %s back; the sweeper requeues it once its lease runs out", run_id)
+        return RunStatus.RUNNING
 
 
 def _capped(spec: ExperimentSpec, max_runtime_s: float | None) -> ExperimentSpec:

@@ -1,6 +1,7 @@
 """A succeeded run's model as downloadable artifacts: an archive, and ONNX (predictions: ``api.predict``)."""
 
 import io
+import logging
 import zipfile
 
 from fastapi import APIRouter
@@ -10,10 +11,11 @@ from api.deps import Service, ServiceDep, TenantDep
 from api.problems import Problem
 from core import run_folder
 from core.artifacts import load_trained
-from core.export import ExportUnsupported, export_onnx
+from core.export import ExportFailed, ExportUnsupported, export_onnx
 from core.status import RunStatus
 from core.store.runs import get_run
 
+log = logging.getLogger("trainyard.api")
 router = APIRouter(prefix="/v1/runs", tags=["models"])
 
 
@@ -56,7 +58,8 @@ def onnx_artifact(run_id: str, service: ServiceDep, tenant: TenantDep) -> FileRe
     """The model as ONNX, exported on the first request and kept with the run. Input `inputs`:
     float32 raw samples [N, *input_shape], the stored preprocessing inside the graph. Output
     `probabilities` [N, classes] (in the order of the archive's `meta.json`) or `values`.
-    409 when the model cannot be exported (a text model's tokenizer, an operator ONNX lacks)."""
+    409 when the model cannot be exported (a text model's tokenizer); 500 when the exporter itself
+    fails (the next request tries again). One export runs at a time per API process."""
     succeeded_run(service, run_id, tenant)
     path = service.settings.artifact_dir / run_id / run_folder.ONNX
     if not path.is_file():
@@ -64,4 +67,7 @@ def onnx_artifact(run_id: str, service: ServiceDep, tenant: TenantDep) -> FileRe
             export_onnx(load_trained(path.parent), path)
         except ExportUnsupported as exc:
             raise Problem(409, "Model not exportable to ONNX", str(exc)) from None
+        except ExportFailed as exc:
+            log.error("run %s: %s", run_id, exc)
+            raise Problem(500, "ONNX export failed", f"{exc}; the next request tries again") from None
     return FileResponse(path, media_type="application/octet-stream", filename=f"{run_id}.onnx")

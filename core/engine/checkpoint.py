@@ -1,7 +1,9 @@
 """Checkpoints: a trainer snapshot written as safetensors (every tensor) plus JSON (the rest),
-atomically, so a run whose worker dies continues from its last completed checkpoint."""
+atomically and synced to the disk, so a run whose worker dies continues from its last completed
+checkpoint, or from the one before when that one cannot be read."""
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -11,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 
+from core import durable
 from core.engine.events import Callback, State
 
 TENSORS, TREE = "tensors.safetensors", "state.json"
+log = logging.getLogger("trainyard.checkpoint")
 
 
 @dataclass(frozen=True)
@@ -58,32 +63,41 @@ def unflatten(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def save_checkpoint(folder: Path, snapshot: dict[str, Any]) -> None:
-    """Write ``snapshot`` to ``folder``, replacing the previous checkpoint only once complete."""
+    """Write ``snapshot`` to ``folder``: in full and synced to the disk in a sibling folder, which
+    then takes its place; the checkpoint it replaces is kept as the previous one (``.old``)."""
     tensors: dict[str, torch.Tensor] = {}
     tree = flatten(snapshot, tensors)
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    save_file(tensors, partial / TENSORS)
-    (partial / TREE).write_text(json.dumps(tree))
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
+    durable.write_synced(partial / TENSORS, save(tensors))
+    durable.write_synced(partial / TREE, json.dumps(tree).encode())
+    durable.sync_folder(partial)
+    if folder.exists():  # else the previous one is already .old (a save died between the moves)
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
         os.replace(folder, old)
     os.replace(partial, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    durable.sync_folder(folder.parent)
 
 
 def load_checkpoint(folder: Path) -> dict[str, Any] | None:
-    """The last complete checkpoint in ``folder`` (or the one being replaced when it died), if any."""
+    """The newest complete checkpoint in ``folder``, else the previous one (``.old``: when the
+    newest is missing, or cannot be read: a truncated or corrupt file is logged and skipped)."""
     for candidate in (folder, folder.with_name(folder.name + ".old")):
-        if (candidate / TREE).is_file() and (candidate / TENSORS).is_file():
+        if not ((candidate / TREE).is_file() and (candidate / TENSORS).is_file()):
+            continue
+        try:
             return unflatten(json.loads((candidate / TREE).read_text()), load_file(candidate / TENSORS))
+        except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning(
+                "checkpoint %s cannot be read (%s: %s); trying the one before", candidate, type(exc).__name__, exc
+            )
     return None
 
 
 def remove_checkpoint(folder: Path) -> None:
-    """Delete the checkpoint in ``folder`` (and any half-replaced copy of it)."""
+    """Delete the checkpoint in ``folder``, the previous one and any half-written next one."""
     for candidate in (folder, folder.with_name(folder.name + ".old"), folder.with_name(folder.name + ".partial")):
         shutil.rmtree(candidate, ignore_errors=True)
 

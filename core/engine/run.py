@@ -21,6 +21,7 @@ from core.artifacts import save_model
 from core.data.dataset import Dataset, Splits
 from core.data.preprocess import apply_preprocessing, fit_preprocessing
 from core.data.split import kfold_indices, split_indices
+from core.durable import replace_files
 from core.engine.callbacks import EarlyStopping, History, MetricsFile, TimeLimit
 from core.engine.checkpoint import Checkpointer, CheckpointPolicy, load_checkpoint, remove_checkpoint
 from core.engine.diagnostics import Diagnostics
@@ -277,10 +278,12 @@ class KFoldResult:
         return kfold_summary(self.plan.spec, self.plan.params, self.folds, self.seconds, self.status, self.failure)
 
     def save(self, folder: Path) -> None:
-        """The resolved spec and the cross-validation summary at the top (the folds saved themselves)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / run_folder.SPEC).write_text(self.plan.spec.model_dump_json(indent=2))
-        (folder / run_folder.SUMMARY).write_text(json.dumps(self.summary(), indent=2))
+        """The resolved spec and the cross-validation summary at the top (the folds saved themselves),
+        staged and moved in, the summary last."""
+        spec = self.plan.spec.model_dump_json(indent=2).encode()
+        replace_files(
+            folder, {run_folder.SPEC: spec, run_folder.SUMMARY: json.dumps(self.summary(), indent=2).encode()}
+        )
 
 
 def kfold_summary(

@@ -1,7 +1,10 @@
 """Checkpoints: a run stopped after epoch 3 and resumed from its checkpoint ends with the same
-weights as one trained straight through; the time limit fails a run with its reason, counting
-the time every attempt trained."""
+weights as one trained straight through; a checkpoint is on the disk before it takes its place,
+and one that cannot be read is skipped for the one before (of the same attempt, or an earlier
+one); the time limit fails a run with its reason, counting the time every attempt trained."""
 
+import os
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,9 +13,19 @@ import torch
 
 from core.engine import callbacks
 from core.engine.callbacks import TimeLimit
-from core.engine.checkpoint import Checkpointer, flatten, load_checkpoint, save_checkpoint, unflatten
+from core.engine.checkpoint import (
+    TENSORS,
+    TREE,
+    Checkpointer,
+    CheckpointPolicy,
+    flatten,
+    load_checkpoint,
+    save_checkpoint,
+    unflatten,
+)
 from core.engine.events import Callback, State
-from core.engine.run import run_experiment
+from core.engine.plan import plan_experiment
+from core.engine.run import run_experiment, train_run
 from core.spec.schema import parse_spec
 
 SPEC = {
@@ -73,9 +86,75 @@ def test_a_write_cut_short_leaves_the_previous_checkpoint(tmp_path: Path) -> Non
     save_checkpoint(folder, {"epoch": 1, "w": torch.ones(2)})
     save_checkpoint(folder, {"epoch": 2, "w": torch.zeros(2)})
     assert load_checkpoint(folder)["epoch"] == 2
-    folder.rename(folder.with_name("checkpoint.old"))  # died between moving the old one away and the new in
+    shutil.rmtree(folder.with_name("checkpoint.old"))  # the next save drops epoch 1's,
+    folder.rename(folder.with_name("checkpoint.old"))  # moves epoch 2's away, and dies before moving the new one in
     (tmp_path / "checkpoint.partial").mkdir()  # and a half-written next one
     assert load_checkpoint(folder)["epoch"] == 2
+
+
+def test_a_checkpoint_is_on_the_disk_before_it_takes_its_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def recording(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    root = tmp_path.resolve()
+    save_checkpoint(root / "checkpoint", {"epoch": 1, "w": torch.ones(2)})
+    partial = root / "checkpoint.partial"  # each file, then the folder, synced before the rename; then its parent
+    assert synced == [str(partial / TENSORS), str(partial / TREE), str(partial), str(root)]
+
+
+def test_an_unreadable_checkpoint_is_skipped_for_the_previous_one(tmp_path: Path) -> None:
+    folder = tmp_path / "checkpoint"
+    for epoch in (1, 2, 3):
+        save_checkpoint(folder, {"epoch": epoch, "w": torch.full((64,), float(epoch))})
+    tensors = folder / TENSORS
+    os.truncate(tensors, tensors.stat().st_size // 2)
+    restored = load_checkpoint(folder)
+    assert restored["epoch"] == 2 and torch.equal(restored["w"], torch.full((64,), 2.0))
+    (folder.with_name("checkpoint.old") / TREE).write_text('{"epoch": 2, "w": {"__tens')
+    assert load_checkpoint(folder) is None
+
+
+class Epochs(Callback):
+    """The epochs a training went through."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def on_epoch_end(self, state: State) -> None:
+        self.seen.append(state.epoch)
+
+
+def test_a_resumed_training_goes_on_from_the_newest_checkpoint_it_can_read(tmp_path: Path) -> None:
+    plan = plan_experiment(parse_spec({**SPEC, "epochs": 5}))
+    every_epoch = CheckpointPolicy(1, 0.0)
+
+    def attempt(number: int, *callbacks: Callback) -> None:
+        train_run(
+            plan,
+            folder=tmp_path,
+            callbacks=callbacks,
+            device="cpu",
+            resume=True,
+            checkpoints=every_epoch,
+            attempt=number,
+        )
+
+    attempt(1, StopAfter(2))  # attempt-1 holds epoch 2, attempt-1.old epoch 1
+    (tmp_path / "checkpoint" / "attempt-1" / TENSORS).write_bytes(b"")
+    second = Epochs()
+    attempt(2, second, StopAfter(4))  # from epoch 1, attempt-1's previous checkpoint
+    assert second.seen == [2, 3, 4]
+    (tmp_path / "checkpoint" / "attempt-2" / TREE).write_text("not json")
+    tensors = tmp_path / "checkpoint" / "attempt-2.old" / TENSORS
+    os.truncate(tensors, tensors.stat().st_size - 1)
+    third = Epochs()
+    attempt(3, third)  # neither of attempt 2's can be read: attempt 1's previous one again
+    assert third.seen == [2, 3, 4, 5]
 
 
 def test_max_runtime_fails_the_run_with_its_reason() -> None:
