@@ -351,7 +351,7 @@ class ResidualBlock(LayerSpec):
     """x + F(x) over ``layers`` (which must keep the shape); ``drop_path`` is stochastic depth."""
 
     type: Literal["residual"] = "residual"
-    layers: list[LAYERS.union()] = Field(min_length=1)  # type: ignore[valid-type]
+    layers: list[LAYERS.union()] = Field(min_length=1, max_length=64)  # type: ignore[valid-type]
     zero_init_last: bool = False
     drop_path: float = Field(0.0, ge=0.0, lt=1.0)
 

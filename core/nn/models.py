@@ -33,6 +33,7 @@ from core.registry import SpecRegistry, TypedSpec
 
 MODELS = SpecRegistry("model")
 Placed = list[tuple[LayerSpec, str]]
+MAX_LAYERS = 256  # layers in one list: a spec of 10,000 layers took 9 s of API CPU to be refused
 
 ActivationField = ACTIVATIONS.union()
 InitField = INITS.union()
@@ -106,7 +107,9 @@ class CNN(ModelSpec):
 
     type: Literal["cnn"] = "cnn"
     layers: list[LayerUnion] = Field(  # type: ignore[valid-type]
-        min_length=1, description="the conv / pool / ... layers before flatten and the output layer"
+        min_length=1,
+        max_length=MAX_LAYERS,
+        description="the conv / pool / ... layers before flatten and the output layer",
     )
     activation: ActivationField = Field(default_factory=ReLU)  # type: ignore[valid-type]
 
@@ -144,7 +147,9 @@ class CNNRNN(ModelSpec):
 
     type: Literal["cnn_rnn"] = "cnn_rnn"
     layers: list[LayerUnion] = Field(  # type: ignore[valid-type]
-        min_length=1, description="the conv / pool / ... layers whose feature map the recurrent stack reads"
+        min_length=1,
+        max_length=MAX_LAYERS,
+        description="the conv / pool / ... layers whose feature map the recurrent stack reads",
     )
     activation: ActivationField = Field(default_factory=ReLU)  # type: ignore[valid-type]
     rnn: RNN | LSTM | GRU = Field(default_factory=LSTM, discriminator="type")
@@ -164,7 +169,7 @@ class Sequential(ModelSpec):
 
     type: Literal["sequential"] = "sequential"
     layers: list[LayerUnion] = Field(  # type: ignore[valid-type]
-        min_length=1, description="every layer of the model, in order"
+        min_length=1, max_length=MAX_LAYERS, description="every layer of the model, in order"
     )
     activation: ActivationField = Field(default_factory=ReLU)  # type: ignore[valid-type]
 
