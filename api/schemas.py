@@ -1,12 +1,20 @@
 """What the API returns: one public shape per resource, never the ORM object itself."""
 
 import math
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 from core.store.models import Run
+
+
+def _utc(moment: datetime) -> datetime:
+    """A stored moment with its UTC offset (SQLite gives back naive UTC datetimes): RFC 3339 needs one."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
 
 
 class RunPublic(BaseModel):
@@ -26,9 +34,9 @@ class RunPublic(BaseModel):
     epoch: int
     attempt: int
     worker: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
 
     @classmethod
     def of(cls, run: Run) -> "RunPublic":

@@ -3,6 +3,7 @@ metrics and curves, live events, artifacts, cancellation, failures, bad input, i
 
 import json
 import time
+from datetime import datetime, timedelta
 
 from fastapi.testclient import TestClient
 
@@ -53,6 +54,8 @@ def test_submit_runs_to_success_with_metrics_events_and_artifacts(client: TestCl
     run = client.get(f"/v1/runs/{run_id}").json()
     assert run["status"] == "succeeded"
     assert run["started_at"] and run["finished_at"] and run["worker"]
+    for moment in ("created_at", "started_at", "finished_at"):  # RFC 3339: with an offset, on SQLite too
+        assert datetime.fromisoformat(run[moment]).utcoffset() == timedelta(0), run[moment]
     assert run["summary"]["test_accuracy"] > 0.5
     series = client.get(f"/v1/runs/{run_id}/metrics").json()["series"]
     assert series["train_loss"]["epoch"] == [1, 2, 3]
