@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     max_dataset_rows: int = Field(10_000_000, ge=1, description="rows a CSV / NPZ data set may have")
     max_csv_columns: int = Field(10_000, ge=1, description="columns a CSV data set may have")
     access_log: bool = Field(True, description="`trainyard serve` logs each request")
+    metrics_token: str | None = Field(
+        None, min_length=16, description="with auth api_key: the token /metrics asks for (unset: /metrics is off)"
+    )
     otel: bool = Field(False, description="FastAPI's OpenTelemetry traces/metrics/logs, for providers you configure")
     model_cache_mb: int = Field(1024, ge=1, description="memory budget of the API's model cache")
 

@@ -1,15 +1,16 @@
 """Liveness (database and queue reachable, a worker alive) and Prometheus metrics."""
 
+import hmac
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from sqlalchemy import func, select, text
 
 from api.deps import ServiceDep
-from api.problems import PROBLEM_JSON
+from api.problems import PROBLEM_JSON, Problem
 from core.store import workers
 from core.store.models import Run
 
@@ -55,9 +56,24 @@ def healthz(service: ServiceDep) -> dict[str, Any] | JSONResponse:
     return {"status": "ok", **checks, "workers": alive}
 
 
-@router.get("/metrics", response_class=Response)
-def prometheus_metrics(service: ServiceDep, request: Request) -> Response:
-    """Prometheus text format: runs by status, prediction forward passes, model loads."""
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={401: {"content": {PROBLEM_JSON: {}}}, 404: {"content": {PROBLEM_JSON: {}}}},
+)
+def prometheus_metrics(
+    service: ServiceDep, request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Response:
+    """Prometheus text format: runs by status, prediction forward passes, model loads. They count
+    every tenant's, so with ``TRAINYARD_AUTH=api_key`` a scraper sends ``Authorization: Bearer
+    <TRAINYARD_METRICS_TOKEN>`` (401 otherwise; 404 while no token is set)."""
+    settings = service.settings
+    if settings.auth != "off":
+        if settings.metrics_token is None:
+            raise Problem(404, "Metrics are off", "set TRAINYARD_METRICS_TOKEN to let a scraper read /metrics")
+        expected = f"Bearer {settings.metrics_token}"
+        if not hmac.compare_digest((authorization or "").encode(), expected.encode()):
+            raise Problem(401, "Unauthorized", "/metrics needs Authorization: Bearer <TRAINYARD_METRICS_TOKEN>")
     registry = CollectorRegistry()
     gauge = Gauge("trainyard_runs", "runs by status", ["status"], registry=registry)
     with service.sessions() as session:

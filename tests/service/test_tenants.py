@@ -146,3 +146,13 @@ def test_a_tenants_own_quotas_replace_the_services(tmp_path: Path) -> None:
         session.commit()
         # its own running quota of 1, not the service's 4
         assert runs.claim_run(session=session, run_id=second.id, worker="w", lease_s=60, max_running=4) == "deferred"
+
+
+def test_metrics_count_every_tenant_so_they_need_their_own_token(tmp_path: Path) -> None:
+    token = "m" * 32
+    settings = Settings(data_dir=tmp_path, auth="api_key", metrics_token=token, sweep_interval_s=3600)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"Authorization": "Bearer ty_wrong"}).status_code == 401
+        scraped = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert scraped.status_code == 200 and "trainyard_runs" in scraped.text
