@@ -42,6 +42,17 @@ class RunPublic(BaseModel):
     def of(cls, run: Run) -> "RunPublic":
         return cls.model_validate(run, from_attributes=True)
 
+    @classmethod
+    def listed(cls, run: Run) -> "RunPublic":
+        """The run as a list shows it: its spec without inline data (``data.source.rows`` says how
+        many rows it holds; GET /v1/runs/{id} has them), so one inline run cannot make a page megabytes."""
+        public = cls.of(run)
+        source = public.spec.get("data", {}).get("source", {})
+        if source.get("type") == "inline":
+            data = {**public.spec["data"], "source": {"type": "inline", "rows": len(source.get("x", []))}}
+            public.spec = {**public.spec, "data": data}
+        return public
+
 
 class RunList(BaseModel):
     items: list[RunPublic]

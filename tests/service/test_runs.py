@@ -153,6 +153,19 @@ def test_list_filters_and_paginates(client: TestClient) -> None:
     assert client.get("/v1/runs", params={"status": "bogus"}).status_code == 422
 
 
+def test_a_list_leaves_out_inline_data(client: TestClient) -> None:
+    rows = [[float(i), float(i % 7)] for i in range(20_000)]  # ~0.5 MB of JSON
+    spec = small_spec(
+        name="inline-big", epochs=1, data={"source": {"type": "inline", "x": rows, "y": [i % 2 for i in range(20_000)]}}
+    )
+    run_id = client.post("/v1/runs", json=spec).json()["id"]
+    listed = client.get("/v1/runs", params={"name": "inline-big"})
+    assert listed.json()["items"][0]["spec"]["data"]["source"] == {"type": "inline", "rows": 20_000}
+    assert len(listed.content) < 20_000  # not the rows
+    assert client.get(f"/v1/runs/{run_id}").json()["spec"]["data"]["source"]["x"] == rows  # the run itself has them
+    wait_for(client, run_id, TERMINAL)
+
+
 def test_validate_schema_health_and_metrics_routes(client: TestClient) -> None:
     report = client.post("/v1/specs/validate", json=small_spec()).json()
     assert report["params"] == 64 * 32 + 32 + 32 * 10 + 10
