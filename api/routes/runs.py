@@ -1,16 +1,17 @@
 """Runs: submit, list, read, children, metrics, live events, cancel, retry."""
 
-import json
+import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, status
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
+from sqlalchemy import Row
 
-from api.deps import ServiceDep, SessionDep, TenantDep, data_access_for
+from api.deps import Service, ServiceDep, SessionDep, TenantDep, data_access_for
 from api.problems import Problem, invalid_spec
 from api.schemas import ChildList, ChildPublic, RunList, RunMetrics, RunPublic, Series, finite
 from core.engine.plan import Plan, plan_experiment
@@ -151,7 +152,7 @@ def list_runs(
     page = runs.list_runs(
         session=session, tenant=tenant, status=status, name=name, limit=limit, cursor=cursor, parent=parent
     )
-    return RunList(items=[RunPublic.of(r) for r in page], next_cursor=page[-1].id if len(page) == limit else None)
+    return RunList(items=[RunPublic.listed(r) for r in page], next_cursor=page[-1].id if len(page) == limit else None)
 
 
 @router.get("/{run_id}", response_model=RunPublic)
@@ -234,51 +235,73 @@ def cancel(run_id: str, session: SessionDep, tenant: TenantDep) -> RunPublic:
     return RunPublic.of(run)
 
 
-def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data)}\n\n"
+def _family(service: Service, run_id: str, after: int) -> tuple[list[Run], list[Row]]:
+    """A poll's reads, in a session of its own: the run, its children, and its family's metric rows
+    after ``after``."""
+    with service.sessions() as session:
+        family = [session.get(Run, run_id), *parents.children_of(session, run_id)]
+        rows = runs.metric_rows(session=session, run_ids=[run.id for run in family], after_id=after)
+    return family, rows
+
+
+def _check_run(service: Service, run_id: str, tenant: str) -> None:
+    with service.sessions() as session:
+        get_run_or_404(session, run_id, tenant)
+
+
+async def stream_slot(run_id: str, service: ServiceDep, tenant: TenantDep) -> AsyncIterator[None]:
+    """404 for another tenant's run, 429 when the tenant has ``max_streams_per_tenant`` streams
+    open; else one of its streams is held until this one ends, however it ends."""
+    await service.streams.read(_check_run, service, run_id, tenant)
+    with service.streams.slot(tenant, service.settings.max_streams_per_tenant):
+        yield
 
 
 @router.get(
-    "/{run_id}/events", response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}}
+    "/{run_id}/events",
+    response_class=EventSourceResponse,
+    dependencies=[Depends(stream_slot)],
+    responses={
+        404: {"description": "no such run"},
+        429: {"description": "the tenant has max_streams_per_tenant streams open"},
+    },
 )
-def events(
+async def events(
     run_id: str,
-    session: SessionDep,
+    request: Request,
     service: ServiceDep,
-    tenant: TenantDep,
     last_event_id: Annotated[int | None, Header()] = None,
-) -> StreamingResponse:
+) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events: ``status`` on every status change, ``metric`` for every point, in order,
     ``verdicts`` whenever what the run's series say changes; ends after the run finishes.
     Reconnect with Last-Event-ID to resume after a metric. On a parent the stream carries its
     children's events too: every event names its run (``run_id``), and the stream ends once the
-    parent and every child have finished."""
-    get_run_or_404(session, run_id, tenant)
-    poll = service.settings.sse_poll_seconds
-
-    def stream() -> Iterator[str]:
-        seen: dict[str, str] = {}
-        judged: dict[str, list | None] = {}
-        after = last_event_id or 0
-        while True:
-            with service.sessions() as s:
-                family = [s.get(Run, run_id), *parents.children_of(s, run_id)]
-                rows = runs.metric_rows(session=s, run_ids=[run.id for run in family], after_id=after)
-            for row in rows:
-                after = row.id
-                point = {"run_id": row.run_id, "step": row.step, "epoch": row.epoch, "name": row.name}
-                yield _sse("metric", {**point, "value": finite(row.value)}, row.id)
-            for run in family:
-                if run.verdicts and judged.get(run.id) != run.verdicts:
-                    judged[run.id] = run.verdicts
-                    yield _sse("verdicts", {"run_id": run.id, "verdicts": run.verdicts})
-                if seen.get(run.id) != run.status:
-                    seen[run.id] = run.status
-                    status = {"run_id": run.id, "status": run.status, "epoch": run.epoch, "failure": run.failure}
-                    yield _sse("status", {**status, "trial": run.trial} if run.parent_id else status)
-            if all(RunStatus(run.status).terminal for run in family) and not rows:
-                return
-            time.sleep(poll)
-
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    parent and every child have finished. A stream also ends after ``max_stream_s`` (reconnect);
+    a tenant may have ``max_streams_per_tenant`` open (429 past them)."""
+    settings = service.settings
+    deadline = time.monotonic() + settings.max_stream_s
+    seen: dict[str, str] = {}
+    judged: dict[str, list | None] = {}
+    after = last_event_id or 0
+    while True:
+        family, rows = await service.streams.read(_family, service, run_id, after)
+        for row in rows:
+            after = row.id
+            point = {"run_id": row.run_id, "step": row.step, "epoch": row.epoch, "name": row.name}
+            yield ServerSentEvent(event="metric", data={**point, "value": finite(row.value)}, id=str(row.id))
+        for run in family:
+            if run.verdicts and judged.get(run.id) != run.verdicts:
+                judged[run.id] = run.verdicts
+                yield ServerSentEvent(event="verdicts", data={"run_id": run.id, "verdicts": run.verdicts})
+            if seen.get(run.id) != run.status:
+                seen[run.id] = run.status
+                status = {"run_id": run.id, "status": run.status, "epoch": run.epoch, "failure": run.failure}
+                yield ServerSentEvent(event="status", data={**status, "trial": run.trial} if run.parent_id else status)
+        if all(RunStatus(run.status).terminal for run in family) and not rows:
+            return
+        if time.monotonic() >= deadline:
+            yield ServerSentEvent(comment="max_stream_s reached: reconnect with Last-Event-ID")
+            return
+        await asyncio.sleep(settings.sse_poll_seconds)
+        if await request.is_disconnected():
+            return
