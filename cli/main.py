@@ -413,9 +413,13 @@ def serve(
     api_processes: Annotated[
         int, typer.Option(min=1, help="API processes on the port, each with its own model cache and batcher")
     ] = 1,
+    insecure_open: Annotated[
+        bool, typer.Option("--insecure-open", help="listen on a non-loopback address with TRAINYARD_AUTH=off")
+    ] = False,
 ) -> None:
     """API + one worker on the embedded default: SQLite, a filesystem queue and local artifacts, all in one folder.
-    The worker is supervised: one that dies is started again (with backoff) and why it died is logged."""
+    The worker is supervised: one that dies is started again (with backoff) and why it died is logged.
+    With auth off it listens on loopback only, unless --insecure-open."""
     import uvicorn
 
     from cli.supervise import Supervisor, log_to_stderr
@@ -424,6 +428,13 @@ def serve(
     if data_dir is not None:
         os.environ["TRAINYARD_DATA_DIR"] = str(data_dir.resolve())
     settings = Settings()
+    if settings.auth == "off" and not _loopback(host) and not insecure_open:
+        err_console.print(
+            f"[red]refusing to listen on {host} with auth off: anyone who reaches it acts as the local user. "
+            "Set TRAINYARD_AUTH=api_key (and create a key: trainyard keys create --tenant NAME), "
+            "listen on 127.0.0.1, or pass --insecure-open.[/red]"
+        )
+        raise typer.Exit(INVALID)
     from core.store.db import migrate
 
     migrate(settings.resolved_database_url)
@@ -445,15 +456,43 @@ def serve(
         supervisor.stop()
 
 
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (``localhost`` included); a name or wildcard is not."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _events(client: Any, url: str, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The run's Server-Sent Events as (event, data) until the stream ends."""
-    with client.stream("GET", f"{url}/v1/runs/{run_id}/events", timeout=None) as stream:
-        event = ""
-        for line in stream.iter_lines():
-            if line.startswith("event: "):
-                event = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                yield event, json.loads(line.removeprefix("data: "))
+    """The run's Server-Sent Events as (event, data) until the run and its children have finished:
+    a stream the server ends early (after ``TRAINYARD_MAX_STREAM_S``) is reopened from the last
+    event id it sent, so no point is seen twice or lost."""
+    last_id: str | None = None
+    while True:
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        finished = False
+        with client.stream("GET", f"{url}/v1/runs/{run_id}/events", headers=headers, timeout=None) as stream:
+            if stream.status_code >= 400:
+                err_console.print(f"[red]cannot follow {run_id}: {stream.read().decode()}[/red]")
+                return
+            event = ""
+            for line in stream.iter_lines():
+                if line.startswith("id: "):
+                    last_id = line.removeprefix("id: ")
+                elif line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    data = json.loads(line.removeprefix("data: "))
+                    if event == "status" and data.get("run_id", run_id) == run_id:
+                        finished = data["status"] not in ("queued", "running")
+                    yield event, data
+        if finished:
+            return
 
 
 def _children(client: Any, url: str, run_id: str) -> list[dict[str, Any]]:

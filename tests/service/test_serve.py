@@ -36,7 +36,12 @@ def children(pid: int) -> list[int]:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen, httpx.Client]]:
     data_dir = tmp_path_factory.mktemp("serve")
     port = free_port()
-    env = {**os.environ, "TRAINYARD_PREDICT_MAX_WAIT_MS": "20", "TRAINYARD_ACCESS_LOG": "false"}
+    env = {
+        **os.environ,
+        "TRAINYARD_PREDICT_MAX_WAIT_MS": "20",
+        "TRAINYARD_ACCESS_LOG": "false",
+        "TRAINYARD_MAX_STREAM_S": "1",  # `submit --wait` must reopen the stream from its last event id
+    }
     log = (data_dir / "serve.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--data-dir", str(data_dir)],
