@@ -13,5 +13,11 @@ COPY worker worker
 COPY cli cli
 COPY migrations migrations
 RUN pip install --no-cache-dir -e .
+# `docker run` serves with API keys on, keeping its database, uploads and artifacts in /data:
+#   docker run -d -p 8000:8000 -v trainyard:/data trainyard
+#   docker run --rm -v trainyard:/data trainyard trainyard keys create --tenant NAME   # prints the key once
+# (`trainyard serve` refuses a non-loopback address while TRAINYARD_AUTH is off.)
+ENV TRAINYARD_AUTH=api_key TRAINYARD_DATA_DIR=/data
+VOLUME /data
 EXPOSE 8000
 CMD ["trainyard", "serve", "--host", "0.0.0.0"]

@@ -21,6 +21,7 @@ SUMMARY = "summary.json"
 TOKENIZER = "tokenizer.json"
 PLOTS = "plots"  # the subfolder of a finished run's plots, rendered on their first request
 ONNX = "model.onnx"
+ARCHIVE_FILE = "model.zip"  # the archive of ARCHIVE, built on its first download
 CHECKPOINT = "checkpoint"
 
 # `GET .../artifacts/model` (those present)

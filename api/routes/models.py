@@ -1,11 +1,12 @@
 """A succeeded run's model as downloadable artifacts: an archive, and ONNX (predictions: ``api.predict``)."""
 
-import io
 import logging
+import tempfile
 import zipfile
+from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse
 
 from api.deps import Service, ServiceDep, TenantDep
 from api.problems import Problem
@@ -31,22 +32,26 @@ def succeeded_run(service: Service, run_id: str, tenant: str) -> None:
             raise Problem(409, "Run has no model", f"run {run_id} stored no single model (a k-fold run reports folds)")
 
 
-@router.get("/{run_id}/artifacts/model", response_class=Response, responses={200: {"content": {"application/zip": {}}}})
-def model_artifact(run_id: str, service: ServiceDep, tenant: TenantDep) -> Response:
+@router.get(
+    "/{run_id}/artifacts/model", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}}
+)
+def model_artifact(run_id: str, service: ServiceDep, tenant: TenantDep) -> FileResponse:
     """A zip of the weights (safetensors), resolved spec, preprocessing state and summary;
-    `trainyard predict ARCHIVE INPUT.json` predicts from it offline."""
+    `trainyard predict ARCHIVE INPUT.json` predicts from it offline. Built on disk on the first
+    request (never in memory) and kept with the run."""
     succeeded_run(service, run_id, tenant)
     folder = service.settings.artifact_dir / run_id
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name in run_folder.ARCHIVE:
-            if (folder / name).is_file():
-                archive.write(folder / name, name)
-    return Response(
-        buffer.getvalue(),
-        media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="{run_id}.zip"'},
-    )
+    path = folder / run_folder.ARCHIVE_FILE
+    if not path.is_file():
+        with (
+            tempfile.NamedTemporaryFile(dir=folder, suffix=".partial", delete=False) as partial,
+            zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive,
+        ):
+            for name in run_folder.ARCHIVE:
+                if (folder / name).is_file():
+                    archive.write(folder / name, name)
+        Path(partial.name).replace(path)  # two first requests: each its own file, one wins
+    return FileResponse(path, media_type="application/zip", filename=f"{run_id}.zip")
 
 
 @router.get(

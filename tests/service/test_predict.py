@@ -175,11 +175,14 @@ def predict_offline(archive: bytes, inputs: list, folder: Path) -> dict:
     return json.loads(subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout)
 
 
-def test_model_archive_predicts_offline(client: TestClient, digits_run: str, tmp_path: Path) -> None:
+def test_model_archive_predicts_offline(client: TestClient, backend: Backend, digits_run: str, tmp_path: Path) -> None:
     archive = client.get(f"/v1/runs/{digits_run}/artifacts/model")
     assert archive.status_code == 200 and archive.headers["content-type"] == "application/zip"
     names = set(zipfile.ZipFile(io.BytesIO(archive.content)).namelist())
     assert {"model.safetensors", "preprocessing.safetensors", "spec.json", "meta.json"} <= names
+    kept = backend.settings.artifact_dir / digits_run / "model.zip"  # built on disk once, not in memory
+    assert kept.read_bytes() == archive.content
+    assert client.get(f"/v1/runs/{digits_run}/artifacts/model").content == archive.content
     inputs = digits_inputs(3)
     flat = np.asarray(inputs).reshape(3, 64).tolist()  # offline predictions take flat rows too
     offline = predict_offline(archive.content, flat, tmp_path)
