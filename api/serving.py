@@ -118,7 +118,9 @@ def model_bytes(trained: TrainedModel) -> int:
 @dataclass
 class ModelCache:
     """Least-recently-used cache of loaded models; evicts until the total fits ``budget_bytes``
-    (the newest model always stays)."""
+    (the newest model always stays). Loads in flight count too: each reserves its weights' size on
+    disk before it starts and waits while the reservations already made would not leave it room,
+    so models loading at once cannot take more than the budget (one always may)."""
 
     budget_bytes: int
     max_batch: int
@@ -126,6 +128,8 @@ class ModelCache:
     registry: CollectorRegistry
     models: OrderedDict[str, ServedModel] = field(default_factory=OrderedDict)
     loading: dict[str, asyncio.Lock] = field(default_factory=dict)
+    reserved: int = 0  # bytes reserved by loads in flight
+    room: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def __post_init__(self) -> None:
         self.passes = Counter(
@@ -147,17 +151,27 @@ class ModelCache:
         async with lock:
             served = self.cached(run_id)
             if served is None:
-                trained = await asyncio.to_thread(load_trained, folder)
-                self.loads.inc()
-                served = ServedModel(
-                    tenant,
-                    trained,
-                    Batcher(trained, self.max_batch, self.max_wait_s, self.passes),
-                    model_bytes(trained),
-                )
-                self.models[run_id] = served
-                self._evict()
+                served = await self._load(run_id, folder, tenant)
         self.loading.pop(run_id, None)
+        return served
+
+    async def _load(self, run_id: str, folder: Path, tenant: str) -> ServedModel:
+        estimate = sum(path.stat().st_size for path in folder.glob("*.safetensors"))
+        async with self.room:
+            await self.room.wait_for(lambda: self.reserved == 0 or self.reserved + estimate <= self.budget_bytes)
+            self.reserved += estimate
+        try:
+            trained = await asyncio.to_thread(load_trained, folder)
+        finally:
+            async with self.room:
+                self.reserved -= estimate
+                self.room.notify_all()
+        self.loads.inc()
+        served = ServedModel(
+            tenant, trained, Batcher(trained, self.max_batch, self.max_wait_s, self.passes), model_bytes(trained)
+        )
+        self.models[run_id] = served
+        self._evict()
         return served
 
     def _evict(self) -> None:
