@@ -26,8 +26,7 @@ from api.main import create_app
 from core.settings import Settings
 from core.store.db import make_engine, migrate, session_factory
 from core.store.keys import create_key
-from tests.service.conftest import ROOT, TERMINAL, small_spec, wait_for
-from tests.service.test_serve import free_port
+from tests.service.conftest import ROOT, TERMINAL, free_port, small_spec, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -45,6 +46,41 @@ def _redis_reachable() -> None:
         socket.create_connection(REDIS, timeout=2).close()
     except OSError as exc:
         _unavailable("Redis at 127.0.0.1:6379", exc)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def api_alone(data_dir: Path, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen, str]]:
+    """The API alone (uvicorn, no worker) as a process of this test's own on a free port, with the
+    environment ``env``; yields the process and its base URL once it answers, and stops it (by PID)
+    after. Its log is api.log in ``data_dir``."""
+    port = free_port()
+    log = (data_dir / "api.log").open("wb")
+    argv = ["-m", "uvicorn", "api.main:create_app", "--factory", "--port", str(port), "--no-access-log"]
+    process = subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                httpx.get(f"{url}/openapi.json", timeout=10).raise_for_status()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and process.poll() is None, (data_dir / "api.log").read_text()
+                time.sleep(0.2)
+        yield process, url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen:

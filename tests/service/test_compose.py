@@ -26,9 +26,8 @@ import pytest
 import yaml
 
 from cli.main import _loopback
-from tests.service.conftest import ROOT, TERMINAL, _redis_reachable, postgres_database, wait_for
+from tests.service.conftest import ROOT, TERMINAL, _redis_reachable, free_port, postgres_database, wait_for
 from tests.service.test_datasets import seed_csv
-from tests.service.test_serve import free_port
 
 COMPOSE = Path(os.environ.get("TRAINYARD_TEST_COMPOSE", ROOT / "docker-compose.yml"))
 REDIS_DB = 13  # the other service tests use 0

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from api.main import create_app
 from core.settings import Settings
-from tests.service.conftest import TERMINAL, Backend, start_worker, wait_for
+from tests.service.conftest import TERMINAL, Backend, free_port, start_worker, wait_for
 
 SEEDED = {
     "name": "resume-me",
@@ -31,12 +31,6 @@ SEEDED = {
     "regularization": {"early_stopping": {"monitor": "val_loss", "patience": 20}},
     "diagnostics": {"every_n_steps": 25},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def environment(data_dir: Path, **extra: str) -> dict[str, str]:

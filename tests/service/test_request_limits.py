@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -23,8 +22,7 @@ from api.main import create_app
 from core.settings import Settings
 from core.store.db import make_engine, migrate, session_factory
 from core.store.keys import create_key
-from tests.service.conftest import ROOT
-from tests.service.test_serve import free_port
+from tests.service.conftest import api_alone, free_port
 from worker.celery_app import make_celery
 
 GROWTH_MIB = 50
@@ -70,28 +68,11 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     migrate(settings.resolved_database_url)
     with session_factory(make_engine(settings.resolved_database_url))() as session:
         key = create_key(session=session, tenant="acme")
-    port = free_port()
-    log = (data_dir / "api.log").open("wb")
-    command = [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--port", str(port)]
-    process = subprocess.Popen([*command, "--no-access-log"], cwd=ROOT, env=env, stdout=log, stderr=log)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                client.get("/openapi.json").raise_for_status()
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and process.poll() is None, (data_dir / "api.log").read_text()
-                time.sleep(0.2)
+    with api_alone(data_dir, env) as (process, url), httpx.Client(base_url=url, timeout=120) as client:
         served = Api(process, client, {"Authorization": f"Bearer {key}"})
         for headers in (served.auth, {}):  # first-use costs are not counted below
             served.post("/v1/specs/validate", b'{"x": [[0.5, 0.25]]}', {**JSON, **headers})
         yield served
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def json_body(megabytes: float) -> bytes:

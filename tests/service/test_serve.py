@@ -5,7 +5,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.conftest import ROOT, TERMINAL, small_spec, wait_for
+from tests.service.conftest import ROOT, TERMINAL, free_port, small_spec, wait_for
 from tests.service.test_predict import digits_inputs
 
 WIDE = {**os.environ, "COLUMNS": "200"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def children(pid: int) -> list[int]:

@@ -5,7 +5,6 @@ clients leave, each tenant's streams are capped, and a stream ends after max_str
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -17,8 +16,7 @@ from api.streams import READERS
 from core.settings import Settings
 from core.store.db import make_engine, migrate, session_factory
 from core.store.keys import create_key
-from tests.service.conftest import ROOT, small_spec
-from tests.service.test_serve import free_port
+from tests.service.conftest import api_alone, small_spec
 
 STREAMS = 24  # over the 15 connections of the SQLite engine's pool (5 + 10 overflow)
 
@@ -32,17 +30,13 @@ def api_process(data_dir: Path, **env: str) -> Iterator[tuple[subprocess.Popen, 
     with session_factory(engine)() as session:
         keys = {tenant: create_key(session=session, tenant=tenant) for tenant in ("acme", "globex")}
     engine.dispose()
-    port = free_port()
     quiet = {"TRAINYARD_AUTH": "api_key", "TRAINYARD_SWEEP_INTERVAL_S": "3600"}  # no sweeper thread mid-count
     environment = {**os.environ, "TRAINYARD_DATA_DIR": str(data_dir), **quiet, **env}
-    log = (data_dir / "api.log").open("wb")
-    argv = ["-m", "uvicorn", "api.main:create_app", "--factory", "--port", str(port), "--no-access-log"]
-    process = subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=environment, stdout=log, stderr=log)
-    with ExitStack() as stack:
+    with api_alone(data_dir, environment) as (process, url), ExitStack() as stack:
         clients = {
             tenant: stack.enter_context(
                 httpx.Client(
-                    base_url=f"http://127.0.0.1:{port}",
+                    base_url=url,
                     headers={"Authorization": f"Bearer {key}"},
                     timeout=10,
                     limits=httpx.Limits(max_connections=2 * STREAMS),
@@ -50,19 +44,7 @@ def api_process(data_dir: Path, **env: str) -> Iterator[tuple[subprocess.Popen, 
             )
             for tenant, key in keys.items()
         }
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    clients["acme"].get("/v1/runs").raise_for_status()
-                    break
-                except httpx.TransportError:
-                    assert process.poll() is None and time.monotonic() < deadline, (data_dir / "api.log").read_text()
-                    time.sleep(0.2)
-            yield process, clients
-        finally:
-            process.kill()
-            process.wait()
+        yield process, clients
 
 
 def threads(pid: int) -> int:

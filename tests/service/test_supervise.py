@@ -16,9 +16,8 @@ import httpx
 import pytest
 
 from cli.supervise import Supervisor, exit_reason
-from tests.service.conftest import ROOT, TERMINAL, wait_for
+from tests.service.conftest import ROOT, TERMINAL, free_port, wait_for
 from tests.service.test_recovery import SEEDED
-from tests.service.test_serve import free_port
 
 
 def eventually(check: Callable[[], object], timeout: float, what: str) -> object:

@@ -6,7 +6,6 @@ import io
 import os
 import re
 import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -16,8 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service.conftest import ROOT
-from tests.service.test_serve import free_port
+from tests.service.conftest import api_alone
 
 GROWTH_MIB = 100
 
@@ -67,30 +65,13 @@ class Api:
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     data_dir = tmp_path_factory.mktemp("uploads")
     env = {**os.environ, "TRAINYARD_DATA_DIR": str(data_dir)}
-    port = free_port()
-    log = (data_dir / "api.log").open("wb")
-    command = [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--port", str(port)]
-    process = subprocess.Popen([*command, "--no-access-log"], cwd=ROOT, env=env, stdout=log, stderr=log)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                client.get("/openapi.json").raise_for_status()
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and process.poll() is None, (data_dir / "api.log").read_text()
-                time.sleep(0.2)
+    with api_alone(data_dir, env) as (process, url), httpx.Client(base_url=url, timeout=120) as client:
         served = Api(process, client)
         buffer = io.BytesIO()
         np.savez(buffer, x=np.ones((8, 2)), y=np.zeros(8))
         for name, content in (("warm.csv", b"a,b\n1,2\n"), ("warm.npz", buffer.getvalue())):
             assert served.upload(name, content)[0].status_code == 201  # first-use costs are not counted below
         yield served
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def refusal(response: httpx.Response) -> str:
