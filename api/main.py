@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from api import predict, problems
+from api import openapi, predict, problems
 from api.auth import Authenticate
 from api.deps import Service
 from api.limits import BodyLimit
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Training as a service: JSON experiment specs → trained PyTorch models.",
+        generate_unique_id_function=lambda route: route.name,  # operation ids: submit_run, read_run, ...
         # FastAPI's OpenTelemetry hooks look the providers up on every request: on only when asked
         telemetry=None if settings.otel else {"tracing": False, "metrics": False, "logs": False},
     )
@@ -78,5 +79,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(Authenticate)  # outermost: a /v1 request's key is checked before its body is read
     for module in (runs, models, specs, datasets, health, plots, ui):
         app.include_router(module.router)
-    app.openapi = lambda: predict.document(FastAPI.openapi(app))  # type: ignore[method-assign]
+    app.openapi = lambda: openapi.document(predict.document(FastAPI.openapi(app)))  # type: ignore[method-assign]
     return app

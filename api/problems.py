@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 from core.errors import SpecError, SpecInvalid, pointer
 
@@ -92,6 +93,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        return problem_response(
-            Problem(exc.status_code, str(exc.detail), str(exc.detail), headers=getattr(exc, "headers", None))
-        )
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette names only the first route's methods for the path
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return problem_response(Problem(exc.status_code, str(exc.detail), str(exc.detail), headers=headers))
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at the request's path."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return sorted(methods)

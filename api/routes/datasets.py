@@ -7,6 +7,7 @@ from fastapi import APIRouter, File, Form, UploadFile, status
 from pydantic import BaseModel
 
 from api.deps import ServiceDep, SessionDep, TenantDep
+from api.openapi import errors
 from api.problems import Problem, invalid_upload
 from core.data.files import ReadLimits, inspect_table
 from core.errors import SpecInvalid
@@ -40,7 +41,12 @@ class DatasetPublic(BaseModel):
         )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetPublic)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetPublic,
+    responses=errors(e422="the file cannot be read as a data set, or is past the limits (errors at /file)"),
+)
 def upload_dataset(
     file: Annotated[UploadFile, File(description="a CSV (header row) or an NPZ archive")],
     session: SessionDep,
@@ -70,7 +76,7 @@ def upload_dataset(
     return DatasetPublic.of(row)
 
 
-@router.get("/{dataset_id}", response_model=DatasetPublic)
+@router.get("/{dataset_id}", response_model=DatasetPublic, responses=errors(e404="no such dataset for this tenant"))
 def read_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> DatasetPublic:
     row = get_dataset(session=session, dataset_id=dataset_id, tenant=tenant)
     if row is None:

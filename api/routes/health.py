@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 from sqlalchemy import func, select, text
 
 from api.deps import ServiceDep
+from api.openapi import errors
 from api.problems import PROBLEM_JSON, Problem
 from core.store import workers
 from core.store.models import Run
@@ -24,7 +25,7 @@ BEATS = 3  # a worker is alive while its last beat is at most this many beats ol
 @router.get(
     "/healthz",
     response_model=dict[str, Any],
-    responses={503: {"description": "a check failed", "content": {PROBLEM_JSON: {}}}},
+    responses=errors(e503="a check failed: the body names each check's state"),
 )
 def healthz(service: ServiceDep) -> dict[str, Any] | JSONResponse:
     """200 when the database answers, the broker accepts a connection and at least one worker is
@@ -59,7 +60,9 @@ def healthz(service: ServiceDep) -> dict[str, Any] | JSONResponse:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={401: {"content": {PROBLEM_JSON: {}}}, 404: {"content": {PROBLEM_JSON: {}}}},
+    responses=errors(
+        e401="no Authorization: Bearer <TRAINYARD_METRICS_TOKEN> (auth on)", e404="no metrics token is set (auth on)"
+    ),
 )
 def prometheus_metrics(
     service: ServiceDep, request: Request, authorization: Annotated[str | None, Header()] = None

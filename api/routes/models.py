@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from api.deps import Service, ServiceDep, TenantDep
+from api.openapi import errors
 from api.problems import Problem
 from core import run_folder
 from core.artifacts import load_trained
@@ -18,6 +19,7 @@ from core.store.runs import get_run
 
 log = logging.getLogger("trainyard.api")
 router = APIRouter(prefix="/v1/runs", tags=["models"])
+NO_MODEL = "the run has no model: not succeeded, or k-fold"
 
 
 def succeeded_run(service: Service, run_id: str, tenant: str) -> None:
@@ -33,7 +35,9 @@ def succeeded_run(service: Service, run_id: str, tenant: str) -> None:
 
 
 @router.get(
-    "/{run_id}/artifacts/model", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}}
+    "/{run_id}/artifacts/model",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/zip": {}}}, **errors(404, e409=NO_MODEL)},
 )
 def model_artifact(run_id: str, service: ServiceDep, tenant: TenantDep) -> FileResponse:
     """A zip of the weights (safetensors), resolved spec, preprocessing state and summary;
@@ -57,7 +61,10 @@ def model_artifact(run_id: str, service: ServiceDep, tenant: TenantDep) -> FileR
 @router.get(
     "/{run_id}/artifacts/onnx",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        **errors(404, e409=NO_MODEL + ", or its model cannot be exported to ONNX", e500="the exporter failed"),
+    },
 )
 def onnx_artifact(run_id: str, service: ServiceDep, tenant: TenantDep) -> FileResponse:
     """The model as ONNX, exported on the first request and kept with the run. Input `inputs`:

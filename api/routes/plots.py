@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy.orm import Session
 
 from api.deps import Service, ServiceDep, SessionDep, TenantDep
+from api.openapi import errors
 from api.routes.runs import get_run_or_404
 from core import run_folder
 from core.insight.plots import curves_png, health_png, params_label, sweep_curves_png
@@ -23,7 +24,7 @@ router = APIRouter(prefix="/v1/runs", tags=["plots"])
 
 CURVES = ["train_loss", "val_loss", "test_loss", "train_accuracy", "val_accuracy", "test_accuracy", "lr"]
 HEALTH = ("act/", "grad_norm/", "update_ratio/")
-PNG = {200: {"content": {"image/png": {}}}}
+PNG = {200: {"content": {"image/png": {}}}, **errors(404)}
 
 
 @router.get("/{run_id}/plots/curves.png", response_class=Response, responses=PNG)

@@ -8,10 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import Row
 
 from api.deps import Service, ServiceDep, SessionDep, TenantDep, data_access_for
+from api.openapi import SPEC_BODY, errors
 from api.problems import Problem, invalid_spec
 from api.schemas import ChildList, ChildPublic, RunList, RunMetrics, RunPublic, Series, finite
 from core.engine.plan import Plan, plan_experiment
@@ -26,6 +27,7 @@ from worker.celery_app import send
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 log = logging.getLogger("trainyard.api")
+METRIC_NAME = r"^[\w.:/\-]{1,200}$"  # train_loss, act/0.relu, grad_norm/layers.0.weight
 SpecDocument = Annotated[dict[str, Any], Body(description="an experiment spec; see GET /v1/specs/schema")]
 
 
@@ -83,7 +85,13 @@ def submit_document(
     return run
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunPublic)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunPublic,
+    responses=errors(e409="the Idempotency-Key was used with another spec", e429="over the tenant's queued quota"),
+    openapi_extra=SPEC_BODY,
+)
 def submit_run(
     document: SpecDocument,
     session: SessionDep,
@@ -104,7 +112,12 @@ class RetryRequest(BaseModel):
     )
 
 
-@router.post("/{run_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=RunPublic)
+@router.post(
+    "/{run_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunPublic,
+    responses=errors(404, e409="the Idempotency-Key was used with another spec", e429="over the tenant's queued quota"),
+)
 def retry(
     run_id: str,
     session: SessionDep,
@@ -135,7 +148,7 @@ def retry(
     return RunPublic.of(run)
 
 
-@router.get("", response_model=RunList)
+@router.get("", response_model=RunList, responses=errors(e404="no such parent run for this tenant"))
 def list_runs(
     session: SessionDep,
     tenant: TenantDep,
@@ -155,12 +168,12 @@ def list_runs(
     return RunList(items=[RunPublic.listed(r) for r in page], next_cursor=page[-1].id if len(page) == limit else None)
 
 
-@router.get("/{run_id}", response_model=RunPublic)
+@router.get("/{run_id}", response_model=RunPublic, responses=errors(404))
 def read_run(run_id: str, session: SessionDep, tenant: TenantDep) -> RunPublic:
     return RunPublic.of(get_run_or_404(session, run_id, tenant))
 
 
-@router.get("/{run_id}/children", response_model=ChildList)
+@router.get("/{run_id}/children", response_model=ChildList, responses=errors(404))
 def read_children(
     run_id: str,
     session: SessionDep,
@@ -196,12 +209,15 @@ def read_children(
     )
 
 
-@router.get("/{run_id}/metrics", response_model=RunMetrics)
+@router.get("/{run_id}/metrics", response_model=RunMetrics, responses=errors(404))
 def read_metrics(
     run_id: str,
     session: SessionDep,
     tenant: TenantDep,
-    names: Annotated[list[str] | None, Query(description="only these metric names")] = None,
+    names: Annotated[
+        list[Annotated[str, StringConstraints(pattern=METRIC_NAME)]] | None,
+        Query(max_length=100, description="only these metric names"),
+    ] = None,
     max_points: Annotated[
         int | None, Query(ge=2, le=100_000, description="thin each longer series to this many points (min/max)")
     ] = None,
@@ -223,7 +239,7 @@ def read_metrics(
     return RunMetrics(run_id=run_id, series=series)
 
 
-@router.post("/{run_id}/cancel", response_model=RunPublic)
+@router.post("/{run_id}/cancel", response_model=RunPublic, responses=errors(404, e409="the run already finished"))
 def cancel(run_id: str, session: SessionDep, tenant: TenantDep) -> RunPublic:
     """Stop a queued run at once or a running one within an epoch; 409 if it already finished.
     A parent is cancelled at once with all its children (running ones stop within an epoch)."""
@@ -261,10 +277,7 @@ async def stream_slot(run_id: str, service: ServiceDep, tenant: TenantDep) -> As
     "/{run_id}/events",
     response_class=EventSourceResponse,
     dependencies=[Depends(stream_slot)],
-    responses={
-        404: {"description": "no such run"},
-        429: {"description": "the tenant has max_streams_per_tenant streams open"},
-    },
+    responses=errors(404, e429="the tenant has max_streams_per_tenant streams open"),
 )
 async def events(
     run_id: str,
