@@ -391,18 +391,21 @@ def predict(
     print(json.dumps(result))
 
 
-def _worker_argv(queue: str) -> list[str]:
+def _worker_argv(queues: list[str]) -> list[str]:
     # solo pool: one task at a time in the worker's own process (CUDA-safe; one worker per GPU)
-    return ["worker", "-P", "solo", "-c", "1", "-Q", queue, "--without-gossip", "--without-mingle", "-l", "INFO"]
+    solo = ["-P", "solo", "-c", "1"]
+    return ["worker", *solo, "-Q", ",".join(queues), "--without-gossip", "--without-mingle", "-l", "INFO"]
 
 
 @app.command()
 def worker() -> None:
-    """Start a worker alone (production: against TRAINYARD_DATABASE_URL and TRAINYARD_BROKER_URL)."""
+    """Start a worker alone (production: against TRAINYARD_DATABASE_URL and TRAINYARD_BROKER_URL). It consumes
+    the queues of runs asking for 1 to TRAINYARD_DEVICES devices (default: the CUDA devices it sees, on the CPU 1)."""
+    from worker.celery_app import worker_queues
+    from worker.tasks import advert, settings
     from worker.tasks import app as celery_app
-    from worker.tasks import settings
 
-    celery_app.worker_main(_worker_argv(settings.queue))
+    celery_app.worker_main(_worker_argv(worker_queues(settings, advert.devices)))
 
 
 @app.command()

@@ -27,7 +27,15 @@ class Settings(BaseSettings):
     auth: Literal["off", "api_key"] = Field("off", description="off: single local user; api_key: Bearer keys")
     data_root: Path | None = Field(None, description="folder `file` data sources may read from (none: refused)")
     device: str | None = Field(None, description="training device for workers (default: cuda if present)")
-    torch_threads: int | None = Field(None, ge=1, description="CPU threads per worker: cores ÷ workers")
+    torch_threads: int | None = Field(
+        None, ge=1, description="CPU threads per worker; default: the cores it may use ÷ the live workers on its host"
+    )
+    devices: int | None = Field(
+        None,
+        ge=1,
+        description="devices a worker advertises and trains a run on: default the CUDA devices it sees (1 when "
+        "TRAINYARD_DEVICE names one, as cuda:1), on the CPU 1; a CPU worker given N runs a run as up to N gloo ranks",
+    )
     sse_poll_seconds: float = Field(0.25, gt=0.0, le=10.0)
     max_streams_per_tenant: int = Field(16, ge=1, description="event streams a tenant may have open (per API process)")
     max_stream_s: float = Field(

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -56,9 +55,9 @@ class WorkerContext:
 
 
 def worker_context(settings: Settings) -> WorkerContext:
+    """This worker process's database, artifact store, identity and sending (its torch threads are its
+    ``ThreadShare``'s, in ``worker.liveness``)."""
     migrate(settings.resolved_database_url)
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
     sessions = session_factory(make_engine(settings.resolved_database_url))
     queue = make_celery(settings)
     return WorkerContext(

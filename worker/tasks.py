@@ -2,14 +2,15 @@
 
 from functools import cache
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_prerun, worker_ready, worker_shutdown
 
 from core.settings import Settings
 from worker.celery_app import TRAIN_TASK, make_celery
 from worker.execution import WorkerContext, dispatch, execute_run, worker_context
-from worker.liveness import WorkerBeat, start_beat
+from worker.liveness import WorkerBeat, advert_of, start_beat
 
 settings = Settings()
+advert = advert_of(settings)  # what this worker can train: the queues it consumes, its row in `workers`
 app = make_celery(settings)
 beats: list[WorkerBeat] = []
 
@@ -30,7 +31,14 @@ def train_run(run_id: str) -> None:
 @worker_ready.connect
 def _start_beat(**_: object) -> None:
     """Once the worker consumes, it beats (``/healthz`` counts it alive) until it stops."""
-    beats.append(start_beat(settings))
+    beats.append(start_beat(settings, advert))
+
+
+@task_prerun.connect
+def _apply_threads(**_: object) -> None:
+    """Before each run (a safe point: no step in flight), the thread count the last beat counted."""
+    for beat in beats:
+        beat.share.apply()
 
 
 @worker_shutdown.connect

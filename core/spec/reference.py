@@ -18,7 +18,14 @@ from core.optim.losses import LOSSES
 from core.optim.optimizers import OPTIMIZERS
 from core.optim.schedules import SCHEDULES
 from core.registry import SpecRegistry
-from core.spec.schema import DataSpec, DiagnosticsSpec, EarlyStoppingSpec, ExperimentSpec, RegularizationSpec
+from core.spec.schema import (
+    DataSpec,
+    DiagnosticsSpec,
+    EarlyStoppingSpec,
+    ExperimentSpec,
+    RegularizationSpec,
+    ResourcesSpec,
+)
 from core.spec.sweep import DISTRIBUTIONS, EarlyStopSpec, SweepSpec
 
 SECTIONS: list[tuple[str, SpecRegistry]] = [
@@ -40,6 +47,7 @@ OBJECTS: list[tuple[str, type[BaseModel]]] = [
     ("`regularization`", RegularizationSpec),
     ("`regularization.early_stopping`", EarlyStoppingSpec),
     ("`diagnostics`", DiagnosticsSpec),
+    ("`resources`", ResourcesSpec),
     ("`sweep`", SweepSpec),
     ("`sweep.early_stop`", EarlyStopSpec),
 ]

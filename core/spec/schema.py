@@ -78,6 +78,17 @@ class DiagnosticsSpec(SpecModel):
     every_n_steps: int = Field(20, ge=1)
 
 
+class ResourcesSpec(SpecModel):
+    """What a run needs of the worker that trains it."""
+
+    devices: int = Field(
+        1,
+        ge=1,
+        description="devices the run trains on at once, one process each (GPUs; on a CPU worker, gloo ranks): "
+        "only a worker with at least this many takes it",
+    )
+
+
 class ExperimentSpec(SpecModel):
     name: str = Field("experiment", min_length=1, max_length=200)
     task: Task = "classification"
@@ -92,6 +103,7 @@ class ExperimentSpec(SpecModel):
     diagnostics: DiagnosticsSpec = Field(default_factory=DiagnosticsSpec)
     max_runtime_s: float | None = Field(None, gt=0.0, description="fail the run after this much training time")
     sweep: SweepSpec | None = Field(None, description="search over spec values: the run becomes a parent of trials")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="what the run needs of its worker")
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> "ExperimentSpec":

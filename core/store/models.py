@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 LOCAL_TENANT = "local"  # the single user of a service running with auth off
@@ -120,7 +120,9 @@ class ApiKey(Base):
 class Worker(Base):
     """A worker process that is alive, or was: it renews ``seen_at`` every few seconds
     (``TRAINYARD_WORKER_BEAT_S``) and removes its row when it stops cleanly; one killed leaves its
-    row behind, stale. ``/healthz`` counts the workers seen within three beats."""
+    row behind, stale. ``/healthz`` counts the workers seen within three beats. Each advertises
+    what it can train (``devices``, ``device_kind``, ``bf16``): a submitted run is checked against
+    the live workers, and the live workers of one host share its cores."""
 
     __tablename__ = "workers"
 
@@ -129,6 +131,9 @@ class Worker(Base):
     pid: Mapped[int]
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    devices: Mapped[int] = mapped_column(default=1, server_default="1")  # GPUs, or CPU ranks (TRAINYARD_DEVICES)
+    device_kind: Mapped[str] = mapped_column(String(16), default="cpu", server_default="cpu")  # torch's: cpu, cuda
+    bf16: Mapped[bool] = mapped_column(default=False, server_default=false())  # its devices compute in bfloat16
 
 
 class TenantQuota(Base):

@@ -1,4 +1,5 @@
-"""Submitting a run: idempotency, the tenant's quota, the service's size limits, then the row."""
+"""Submitting a run: idempotency, the tenant's quota, the service's size limits, what the live
+workers can train, then the row."""
 
 import hashlib
 import json
@@ -13,7 +14,7 @@ from core.errors import SpecError, SpecInvalid
 from core.settings import Settings
 from core.spec.trials import sweep_work
 from core.status import RunStatus
-from core.store import runs, tenants
+from core.store import runs, tenants, workers
 from core.store.models import Run, RunKind
 
 if TYPE_CHECKING:
@@ -80,6 +81,26 @@ def _check_fits_quota(plan: "Plan", settings: Settings) -> None:
     raise SpecInvalid([SpecError(where, f"{what}; your quota is {settings.quota_queued} queued runs", hint)])
 
 
+def check_workers(plan: "Plan", session: Session, settings: Settings) -> None:
+    """A run asking for more devices (``resources.devices``) than the largest live worker has is
+    refused, naming that worker. With no worker alive (they may be restarting) nothing is refused:
+    the run waits in the queue of its device count until a worker large enough consumes it."""
+    live = workers.live(session=session, within_s=workers.ALIVE_BEATS * settings.worker_beat_s)
+    needed = plan.spec.resources.devices
+    if live and needed > live[0].devices:
+        largest = live[0]
+        raise SpecInvalid(
+            [
+                SpecError(
+                    "/resources/devices",
+                    f"the run asks for {needed} devices; the largest live worker ({largest.name}) has "
+                    f"{largest.devices} {largest.device_kind} device(s)",
+                    f"ask for at most {largest.devices}, or start a worker with at least {needed} devices",
+                )
+            ]
+        )
+
+
 def kind_and_children(plan: "Plan") -> tuple[RunKind, int]:
     """What a planned spec is stored as, and how many trainings it queues in all."""
     spec = plan.spec
@@ -133,6 +154,7 @@ def submit_run(
             return _repeat(earlier, request_hash)
     planned = plan(document)
     check_limits(planned, settings)
+    check_workers(planned, session, settings)
     check_quota(planned, session, tenant, settings)
     try:
         run = runs.create_run(

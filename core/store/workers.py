@@ -1,19 +1,46 @@
-"""Worker liveness: each worker process's row in ``workers``, renewed by its beat."""
+"""Worker liveness: each worker process's row in ``workers``, renewed by its beat. The live rows are
+the registry the service reads to route runs (how many devices the largest worker has), to refuse
+at submit what no live worker can train, and to share a host's cores among its workers."""
 
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from core.store.models import Worker, utcnow
+from core.store.models import Run, Worker, utcnow
+
+ALIVE_BEATS = 3  # a worker is alive while its last beat is at most this many beats old
 
 
-def beat(*, session: Session, name: str, host: str, pid: int) -> None:
+@dataclass(frozen=True)
+class Advert:
+    """What a worker can train: how many devices it has, their kind (torch's: cpu, cuda) and
+    whether they compute in bfloat16."""
+
+    devices: int
+    device_kind: str
+    bf16: bool
+
+
+def beat(*, session: Session, name: str, host: str, pid: int, advert: Advert) -> None:
     """Record that worker ``name`` is alive now (its row is made on the first beat)."""
     now = utcnow()
     worker = session.get(Worker, name)
     if worker is None:
-        session.add(Worker(name=name, host=host, pid=pid, started_at=now, seen_at=now))
+        session.add(
+            Worker(
+                name=name,
+                host=host,
+                pid=pid,
+                started_at=now,
+                seen_at=now,
+                devices=advert.devices,
+                device_kind=advert.device_kind,
+                bf16=advert.bf16,
+            )
+        )
     else:
         worker.seen_at = now
     session.commit()
@@ -36,3 +63,28 @@ def alive(*, session: Session, within_s: float) -> int:
     """How many workers were seen within the last ``within_s`` seconds."""
     cutoff = utcnow() - timedelta(seconds=within_s)
     return session.scalar(select(func.count()).select_from(Worker).where(Worker.seen_at >= cutoff)) or 0
+
+
+def live(*, session: Session, within_s: float) -> list[Worker]:
+    """The workers seen within the last ``within_s`` seconds, the most devices first."""
+    cutoff = utcnow() - timedelta(seconds=within_s)
+    query = select(Worker).where(Worker.seen_at >= cutoff).order_by(Worker.devices.desc(), Worker.name)
+    return list(session.scalars(query))
+
+
+def alive_on_host(*, session: Session, host: str, within_s: float) -> int:
+    """How many workers of ``host`` were seen within the last ``within_s`` seconds."""
+    cutoff = utcnow() - timedelta(seconds=within_s)
+    query = select(func.count()).select_from(Worker).where(Worker.host == host, Worker.seen_at >= cutoff)
+    return session.scalar(query) or 0
+
+
+def devices_of(spec: dict[str, Any]) -> int:
+    """The devices a stored spec asks for (``resources.devices``; 1 for a spec stored before it)."""
+    return int((spec.get("resources") or {}).get("devices", 1))
+
+
+def devices_needed(*, session: Session, run_ids: list[str]) -> dict[str, int]:
+    """The devices each of these runs asks for, by id (runs that do not exist are left out)."""
+    rows = session.execute(select(Run.id, Run.spec).where(Run.id.in_(run_ids)))
+    return {run_id: devices_of(spec) for run_id, spec in rows}
