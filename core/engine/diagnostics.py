@@ -24,7 +24,29 @@ def _activation_traits() -> dict[type[nn.Module], tuple[tuple[float, float] | No
     return traits
 
 
+class InitialLoss(Callback):
+    """The loss before any update, on a first batch: ≈ ln C for a well-initialised classifier, and
+    the level a learning rate that is too high overshoots. Recorded for every run (one forward
+    pass, no RNG drawn), with ln C for classifiers (``init_loss_expected``)."""
+
+    def on_fit_start(self, state: State) -> None:
+        if state.batch is None or state.step > 0:  # a resumed run measured it when it started
+            return
+        x, y = state.batch
+        state.model.eval()
+        with torch.no_grad():
+            output = state.model(x)
+            state.record("init_loss", state.loss_fn(fit_output(output, y.dim()), y))
+        if state.spec.task == "classification":
+            state.record("init_loss_expected", math.log(output.shape[-1]))
+        elif state.spec.task == "binary":
+            state.record("init_loss_expected", math.log(2.0))
+
+
 class Diagnostics(Callback):
+    """Per-layer activation statistics, gradient norms and update ratios every ``every_n_steps``
+    steps (step 0's are the ones at initialisation)."""
+
     def __init__(self, *, every_n_steps: int, activations: bool, gradients: bool) -> None:
         self.every = every_n_steps
         self.activations, self.gradients = activations, gradients
@@ -59,21 +81,6 @@ class Diagnostics(Callback):
         for handle in self.hooks:
             handle.remove()
         self.hooks = []
-
-    def on_fit_start(self, state: State) -> None:
-        """The loss before any update on a first batch: ≈ ln C for a well-initialised classifier.
-        (Step 0's activation statistics are the ones at initialisation.)"""
-        if state.batch is None or state.step > 0:  # a resumed run measured it when it started
-            return
-        x, y = state.batch
-        state.model.eval()
-        with torch.no_grad():
-            output = state.model(x)
-            state.record("init_loss", state.loss_fn(fit_output(output, y.dim()), y))
-        if state.spec.task == "classification":
-            state.record("init_loss_expected", math.log(output.shape[-1]))
-        elif state.spec.task == "binary":
-            state.record("init_loss_expected", math.log(2.0))
 
     def on_batch_start(self, state: State) -> None:
         self.measuring = state.step % self.every == 0

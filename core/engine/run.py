@@ -24,7 +24,7 @@ from core.data.split import kfold_indices, split_indices
 from core.durable import replace_files
 from core.engine.callbacks import EarlyStopping, History, MetricsFile, TimeLimit
 from core.engine.checkpoint import Checkpointer, CheckpointPolicy, load_checkpoint, remove_checkpoint
-from core.engine.diagnostics import Diagnostics
+from core.engine.diagnostics import Diagnostics, InitialLoss
 from core.engine.events import Callback, State
 from core.engine.plan import Plan, plan_experiment
 from core.engine.trainer import Trainer
@@ -132,8 +132,9 @@ def loss_scale(spec: ExperimentSpec) -> dict[str, str]:
 
 
 def engine_callbacks(spec: ExperimentSpec) -> list[Callback]:
-    """The callbacks the spec itself asks for (early stopping, diagnostics)."""
-    callbacks: list[Callback] = []
+    """The callbacks the spec itself asks for (early stopping, diagnostics), after the initial loss
+    every run records."""
+    callbacks: list[Callback] = [InitialLoss()]
     stopping = spec.regularization.early_stopping
     if stopping is not None:
         callbacks.append(

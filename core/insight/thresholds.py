@@ -28,6 +28,20 @@ LR_HIGH_RISE = 0.05
 # (overfit_regularized 0.58); lr 2.0 bounced back to 0.84 (2.712 → 2.274, accuracy 0.34 → 0.11).
 LR_HIGH_NO_PROGRESS = 0.75
 
+# ... or an early epoch's mean training loss is this many times the loss the run started at (the
+# larger of the loss measured before any update and ln C): the steps overshoot so far that the
+# model is worse than it was untrained. lr 2.0 over seeds 0-11 (examples/lr_sweep.json's trial):
+# 1.8× to 2e8× in ten of them (8.75 against 3.08, 139.6 against 3.08, ...), 1.02× and 1.33× in the
+# other two (seed 0 is caught by its rise instead). Lower rates over seeds 0-2: at most 1.09× (lr
+# 0.001, whose first epoch barely moves from a start measured on one batch), 0.5× at lr 0.1.
+LR_HIGH_BLOWUP = 1.5
+
+# ... unless the run has recovered since: its latest epoch's training loss is under this share of
+# where it started. A small noisy set can bump once and then learn (overfit_plain: 1.09 at start,
+# 2.43 at epoch 2 on 3 batches an epoch, 0.19 at the end = 0.17×); lr 2.0's runs end their five
+# epochs at 0.5× to 0.84× of their start.
+LR_HIGH_RECOVERED = 0.5
+
 # A suggested learning rate moves one decade: the notes' lr comparison sweeps values a factor of
 # about ten apart (lr_sweep.json: 2.0, 0.5, 0.1, 0.01, 0.001). 2.0 ÷ 10 = 0.2 lies between the
 # sweep's two best trials.
@@ -153,6 +167,12 @@ OVERFIT_RISE = 0.10
 # wine_standardized 0.48 mid-run (epoch 13: train loss halved while val_loss stayed flat, then
 # val_loss fell again).
 OVERFIT_GAP_GROWTH = 0.6
+
+# ... and the model did fit its training set: the smoothed training loss is under this share of
+# ln C. A net that collapsed back to chance (lr 2.0 on one machine: val_loss 2.07 at epoch 2, 2.31
+# = ln 10 three epochs later, the training loss at ln 10 too) is not memorising anything;
+# overfit_plain's training loss was 0.27 ln 2 when its val_loss rose.
+OVERFIT_TRAIN_FIT = 0.5
 
 # Regularization a suggestion sets: dropout 0.5, "0.5가 일반적" (the notes, 004), and L2 ten times
 # the current, at least 1e-3. overfit_plain with dropout 0.5 and L2 1e-3 trains without the verdict

@@ -187,6 +187,9 @@ def _lr_too_high(run: _Run) -> Verdict | None:
             ops,
         )
     losses = run.epochs("train_loss")[: t.EARLY_EPOCHS]
+    blown = _blown_up(run, losses)
+    if blown is not None:
+        return blown
     needed = min(t.EARLY_EPOCHS, s.value_at(doc, "/epochs", t.EARLY_EPOCHS))
     if len(losses) < 2 or (not run.final and len(losses) < needed):
         return None  # live: one bumpy epoch is not yet a verdict, the whole early window is
@@ -218,6 +221,50 @@ def _lr_too_high(run: _Run) -> Verdict | None:
         f"{len(losses)} epochs it is still {progress:.0%} of epoch {losses[0][0]}'s ({_g(last)} vs {_g(first)}). "
         f"With lr {lr} the steps jump across the minimum instead of descending into it (notes 000: "
         "too large a learning rate makes the loss grow or leaves it unstable). Try a tenth of it and "
+        "compare the curves.",
+        evidence,
+        pointer,
+        s.scale_lr(doc, 1 / t.LR_STEP),
+    )
+
+
+def _start_loss(run: _Run) -> float | None:
+    """The loss a run started at: the larger of the loss measured before any update and ln C."""
+    known = [v for v in (run.first("init_loss"), run.first("init_loss_expected")) if v is not None and math.isfinite(v)]
+    return max(known) if known else None
+
+
+def _blown_up(run: _Run, losses: list[tuple[int, float]]) -> Verdict | None:
+    """lr_too_high when an early epoch's mean training loss is ``LR_HIGH_BLOWUP`` times the loss the
+    run started at or more (certain as soon as that epoch is seen), unless the run has recovered
+    since (``LR_HIGH_RECOVERED``)."""
+    start = _start_loss(run)
+    if not start:
+        return None
+    blown = [(epoch, loss) for epoch, loss in losses if loss >= t.LR_HIGH_BLOWUP * start]
+    latest = run.epochs("train_loss")[-1][1] if blown else math.nan
+    if not blown or latest < t.LR_HIGH_RECOVERED * start:
+        return None
+    doc = run.document
+    pointer = s.lr_pointer(doc)
+    lr = s.value_at(doc, pointer)
+    epoch, loss = max(blown, key=lambda item: item[1])
+    evidence: dict[str, Any] = {
+        "lr": lr,
+        "start_loss": num(start),
+        "epoch": epoch,
+        "train_loss": num(loss),
+        "factor": num(loss / start),
+    }
+    ratio = _median_update_ratio(run)
+    if ratio is not None:
+        evidence["update_ratio_median"] = num(ratio)
+    return Verdict(
+        "lr_too_high",
+        "warning",
+        f"The training loss blew up: epoch {epoch}'s mean was {_g(loss)}, {loss / start:.3g}× the {_g(start)} "
+        f"the run started at. With lr {lr} the steps overshoot so far that the model gets worse than it "
+        "was untrained (notes 000: too large a learning rate makes the loss grow). Try a tenth of it and "
         "compare the curves.",
         evidence,
         pointer,
@@ -557,6 +604,9 @@ def _overfitting(run: _Run) -> Verdict | None:
     since = len(sv) - 1 - best
     if since < patience or sv[best] <= 0 or not st[-1] < st[best]:
         return None
+    chance = run.first("init_loss_expected")
+    if chance is not None and st[-1] >= t.OVERFIT_TRAIN_FIT * chance:
+        return None  # nothing was memorised: the training loss is near chance too
     rise = (sv[-1] - sv[best]) / sv[best]
     growth = ((sv[-1] - st[-1]) - (sv[best] - st[best])) / sv[best]
     if rise < t.OVERFIT_RISE and growth < t.OVERFIT_GAP_GROWTH:

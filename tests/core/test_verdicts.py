@@ -230,6 +230,39 @@ def test_a_bump_in_a_falling_curve_is_not_lr_too_high():
     assert "lr_too_high" not in codes(assess(spec_of(), series_of(epochs={"train_loss": bumpy}), final=True))
 
 
+BLOWN_UP = [139.61, 2.326, 2.31, 2.312, 2.311]  # lr 2.0, seed 8: from 3.08 before training
+
+
+def test_lr_too_high_when_an_epoch_blows_the_loss_up_past_where_it_started():
+    spec = spec_of(optimizer={"lr": 2.0}, epochs=30)
+    series = series_of(epochs={"train_loss": BLOWN_UP[:1]}, init_loss=3.08)
+    verdict = only(assess(spec, series), "lr_too_high")  # live, at epoch 1: it is already certain
+    assert verdict.evidence == {"lr": 2.0, "start_loss": 3.08, "epoch": 1, "train_loss": 139.6, "factor": 45.33}
+    assert applied(spec, verdict)["optimizer"]["lr"] == 0.2
+    final = assess(spec, series_of(epochs={"train_loss": BLOWN_UP}, init_loss=3.08), final=True)
+    assert codes(final) == ["lr_too_high"]  # not underfitting: the cause is named
+
+
+def test_a_blow_up_the_run_recovered_from_is_not_lr_too_high():
+    recovered = [1.569, 2.428, 0.667, 0.618, 0.658, 0.3, 0.19]  # overfit_plain on 3 batches an epoch
+
+    def series(epochs: int):
+        return series_of(epochs={"train_loss": recovered[:epochs]}, init_loss=1.087, expected=math.log(2))
+
+    assert "lr_too_high" in codes(assess(spec_of(), series(2)))  # live at epoch 2: 2.43 is 2.2× the start
+    assert "lr_too_high" not in codes(assess(spec_of(), series(len(recovered)), final=True))
+
+
+def test_a_loss_back_at_chance_is_not_overfitting():
+    """val_loss lowest at epoch 2, then at ln 10 again while the training loss sits there too: the net
+    collapsed (what lr 2.0 did on one CPU), it memorised nothing."""
+    train, val = [2.74, 2.45, 2.33, 2.31, 2.305], [2.3, 2.07, 2.2, 2.25, 2.31]
+    series = series_of(epochs={"train_loss": train, "val_loss": val}, init_loss=2.9)
+    assert "overfitting" not in codes(assess(spec_of(epochs=5), series, final=True))
+    fitted = series_of(epochs={"train_loss": [0.9, 0.5, 0.3, 0.2, 0.1], "val_loss": val}, init_loss=2.9)
+    assert "overfitting" in codes(assess(spec_of(epochs=5), fitted, final=True))
+
+
 def test_lr_too_high_points_at_a_one_cycle_peak():
     spec = spec_of(schedule={"type": "one_cycle", "max_lr": 0.5})
     verdict = only(assess(spec, series_of(epochs={"train_loss": BOUNCING}), final=True), "lr_too_high")
