@@ -321,6 +321,7 @@ def train(
     """Train a spec locally, no server: progress bar, summary, weights and metrics in the run folder.
     A spec with a sweep trains its trials, each in a folder of its own, and prints them ranked."""
     from core.data.files import data_access
+    from core.engine import distributed
     from core.engine.checkpoint import remove_checkpoint
     from core.engine.plan import plan_experiment
     from core.engine.run import RunResult, train_run
@@ -344,15 +345,24 @@ def train(
             err_console.print("[red]--resume continues one stopped run; a sweep starts its trials afresh[/red]")
             raise typer.Exit(INVALID)
         _train_sweep(spec, document, folder, jobs=jobs, device=device, as_json=as_json, local_base=spec_path.parent)
-    with EpochProgress(plan.spec.epochs, disable=as_json) as progress:
-        result = train_run(
-            plan,
-            folder=folder,
-            callbacks=[_progress_callback(progress)],
-            device=device,
-            resume=resume,
-            checkpoints=_checkpoint_policy(),
-        )
+    ranks = distributed.from_env()  # started by torchrun as one rank of several (README: several machines)
+    follower = ranks is not None and not ranks.writer
+    with EpochProgress(plan.spec.epochs, disable=as_json or follower) as progress:
+        try:
+            result = train_run(
+                plan,
+                folder=folder,
+                callbacks=[_progress_callback(progress)],
+                device=device,
+                resume=resume,
+                checkpoints=_checkpoint_policy(),
+                ranks=ranks,
+            )
+        except SpecInvalid as exc:  # the spec's devices against the launcher's processes
+            _print_errors(exc.errors)
+            raise typer.Exit(INVALID) from None
+    if follower:  # rank 0 writes the run folder and prints the summary
+        raise typer.Exit(0 if result.status == "succeeded" else 1)
     result.save(folder)
     remove_checkpoint(checkpoint_folder(folder))
     summary = {**result.summary(), "out": str(folder)}

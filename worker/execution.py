@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import run_folder
 from core.data.files import ReadLimits, data_access
 from core.engine.checkpoint import CheckpointPolicy, remove_checkpoint
+from core.engine.distributed import RankLost
 from core.engine.events import Callback, State
 from core.engine.plan import plan_experiment
 from core.engine.run import train_run
@@ -307,9 +308,9 @@ def _execute(run_id: str, context: WorkerContext) -> runs.ClaimOutcome | RunStat
 
 def infrastructure(exc: BaseException) -> bool:
     """Whether ``exc`` is the machine's failure rather than the run's, so another attempt may not
-    meet it: the database went away or is locked (OperationalError, a connection invalidated), or
-    the file system failed (OSError: a full disk, an I/O error)."""
-    if isinstance(exc, OperationalError | OSError):
+    meet it: the database went away or is locked (OperationalError, a connection invalidated), the
+    file system failed (OSError: a full disk, an I/O error), or a rank of a multi-device run died."""
+    if isinstance(exc, OperationalError | OSError | RankLost):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 

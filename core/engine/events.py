@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from core.engine.distributed import Ranks
 from core.status import RunStatus
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ class State:
     pending: list[tuple[int, int, str, torch.Tensor | float]] = field(default_factory=list)
     snapshot: Callable[[], dict[str, Any]] | None = None  # the trainer's, for checkpoints
     new_points: list[MetricPoint] = field(default_factory=list)
+    ranks: Ranks = field(default_factory=Ranks)  # this process's place in a multi-device training
+    forward: torch.nn.Module | None = None  # what the training steps call, when not ``model`` (DDP around it)
 
     def record(self, name: str, value: torch.Tensor | float, *, step: int | None = None) -> None:
         """Queue a metric; device tensors stay on the device until the next sync."""

@@ -5,6 +5,7 @@ sweep trials all call it. A k-fold spec trains once per fold through it, each fo
 folder with its own checkpoints. ``run_experiment`` is one training (split, preprocess, build,
 train, test) that it is made of."""
 
+import copy
 import json
 import math
 import time
@@ -22,12 +23,15 @@ from core.data.dataset import Dataset, Splits
 from core.data.preprocess import apply_preprocessing, fit_preprocessing
 from core.data.split import kfold_indices, split_indices
 from core.durable import replace_files
+from core.engine import distributed
 from core.engine.callbacks import EarlyStopping, History, MetricsFile, TimeLimit
 from core.engine.checkpoint import Checkpointer, CheckpointPolicy, load_checkpoint, remove_checkpoint
 from core.engine.diagnostics import Diagnostics, InitialLoss
+from core.engine.distributed import Ranks
 from core.engine.events import Callback, State
 from core.engine.plan import Plan, plan_experiment
 from core.engine.trainer import Trainer
+from core.errors import SpecError, SpecInvalid
 from core.nn.models import build_model, initialise
 from core.spec.schema import ExperimentSpec
 from core.status import RunStatus
@@ -58,6 +62,7 @@ class RunResult:
     history: History = field(repr=False)
     retryable: bool = False  # failed for a reason another attempt may not meet (out of memory)
     fold: int | None = None  # the fold of a k-fold spec this training was
+    devices: int = 1  # the ranks it trained on
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary; a non-finite metric (a diverged loss) becomes null. A fold's names
@@ -80,6 +85,7 @@ class RunResult:
             "steps": self.steps,
             "params": self.params,
             "seconds": round(self.seconds, 3),
+            **({"devices": self.devices} if self.devices > 1 else {}),
             **loss_scale(self.plan.spec),
             **final,
         }
@@ -186,18 +192,21 @@ def run_experiment(
     splits: Splits | None = None,
     resume_from: dict[str, Any] | None = None,
     fold: int | None = None,
+    ranks: Ranks | None = None,
 ) -> RunResult:
     """Train ``spec``; reports through ``callbacks``. Raises SpecInvalid before training starts
     if the spec does not fit its data; a run that fails while training returns status 'failed'.
     ``splits`` (prepared, e.g. one k-fold fold) replaces the spec's own split; ``resume_from`` is a
     trainer snapshot (a checkpoint) to continue from; ``fold`` (1-based) is seen by callbacks as
-    ``state.fold``."""
+    ``state.fold``. ``ranks``: this process's place in a training over several devices (the
+    launcher's process group is joined here); a rank other than 0 runs none of the callbacks."""
     if splits is None and spec.data.split.kfold:
         raise ValueError("a k-fold spec trains once per fold: use train_run")
+    ranks = ranks or Ranks()
     started = time.perf_counter()
     plan = plan or plan_experiment(spec)
     spec = plan.spec  # the resolved spec: augmentations bound to the data
-    torch_device = pick_device(device)
+    torch_device = ranks.device(pick_device(device))
     torch.manual_seed(spec.seed)
     splits = (splits or prepare_splits(spec, plan.data)).to(torch_device)
     model, _ = build_model(
@@ -205,25 +214,31 @@ def run_experiment(
     )
     initialise(model, spec.model.init)
     model.to(torch_device)
-    state, scheduler = training_state(spec, model, torch_device, splits.train)
-    state.fold = fold
-    history = History()
-    generator = torch.Generator(device=torch_device).manual_seed(spec.seed)
-    trainer = Trainer(
-        state,
-        [history, *engine_callbacks(spec), *callbacks],
-        scheduler=scheduler,
-        generator=generator,
-        sync_every=sync_every,
-    )
-    if resume_from is not None:
-        trainer.restore(resume_from)
-    failure, retryable = None, False
-    try:
-        trainer.fit(splits.train, splits.validation, epochs=spec.epochs)
-    except torch.OutOfMemoryError as exc:
-        state.stop(f"out of memory on {torch_device}: {exc}".splitlines()[0], status=RunStatus.FAILED)
-        retryable = True  # an infrastructure failure: another attempt (another device) may succeed
+    if ranks.rank:  # the same initial weights on every rank, its own dropout masks and augmentations
+        torch.manual_seed(spec.seed + ranks.rank)
+    with distributed.process_group(ranks, torch_device):
+        state, scheduler = training_state(spec, model, torch_device, splits.train)
+        state.fold, state.ranks = fold, ranks
+        state.forward = distributed.wrap(model, ranks, torch_device)
+        history = History()
+        generator = torch.Generator(device=torch_device).manual_seed(spec.seed)  # one permutation on every rank
+        trainer = Trainer(
+            state,
+            [history, *engine_callbacks(spec), *callbacks] if ranks.writer else [history],
+            scheduler=scheduler,
+            generator=generator,
+            sync_every=sync_every,
+        )
+        if resume_from is not None:
+            trainer.restore(resume_from)
+            if ranks.rank:
+                torch.manual_seed(spec.seed + ranks.rank + ranks.world * state.epoch)
+        failure, retryable = None, False
+        try:
+            trainer.fit(splits.train, splits.validation, epochs=spec.epochs)
+        except torch.OutOfMemoryError as exc:
+            state.stop(f"out of memory on {torch_device}: {exc}".splitlines()[0], status=RunStatus.FAILED)
+            retryable = True  # an infrastructure failure: another attempt (another device) may succeed
     if state.status == RunStatus.FAILED:
         failure = state.stop_reason
     elif state.status == RunStatus.RUNNING:
@@ -235,7 +250,7 @@ def run_experiment(
     val_losses = [value for value in history.series("val_loss") if math.isfinite(value)]
     if val_losses and "best_val_loss" not in final:  # the best, not the last, whatever stopped the run
         final["best_val_loss"] = min(val_losses)
-    if state.status == RunStatus.SUCCEEDED and splits.test is not None:
+    if state.status == RunStatus.SUCCEEDED and splits.test is not None and ranks.writer:
         trainer.evaluate(splits.test, "test")
         synced = trainer.sync()
         final.update({name: synced[name] for name in ("test_loss", "test_accuracy") if name in synced})
@@ -254,6 +269,7 @@ def run_experiment(
         history=history,
         retryable=retryable,
         fold=fold,
+        devices=ranks.world,
     )
 
 
@@ -326,6 +342,7 @@ class _Options:
     checkpoints: CheckpointPolicy
     sync_every: int
     attempt: int | None
+    ranks: Ranks | None  # given by a launcher (torchrun); None: a multi-device spec starts its own
 
 
 def train_run(
@@ -339,14 +356,30 @@ def train_run(
     sync_every: int = 50,
     fold: int | None = None,
     attempt: int | None = None,
+    ranks: Ranks | None = None,
 ) -> RunResult | KFoldResult:
     """Run ``plan`` in ``folder``: metrics to ``metrics.jsonl`` and checkpoints as they come,
     reporting through ``callbacks`` (shared by the folds of a k-fold run: ``state.fold`` tells
     them apart). With ``resume``, continue from the checkpoint the folder holds (a k-fold run
     also skips the folds it already finished). ``fold`` trains that one fold (1-based) of a k-fold
     spec in ``folder`` itself, as the service's fold children do. ``attempt`` (a service run's)
-    checkpoints into a folder of that attempt's own. The caller saves the result."""
-    options = _Options(callbacks, device, resume, checkpoints, sync_every, attempt)
+    checkpoints into a folder of that attempt's own. A spec asking for several devices
+    (``resources.devices``) trains each training on that many ranks, this process being rank 0
+    (``distributed.launched``), unless ``ranks`` says a launcher such as torchrun started this
+    process as one of them; only rank 0 writes into ``folder``. The caller saves the result
+    (rank 0's)."""
+    if ranks is not None and ranks.world != plan.spec.resources.devices:
+        raise SpecInvalid(
+            [
+                SpecError(
+                    "/resources/devices",
+                    f"the spec asks for {plan.spec.resources.devices} device(s); the launcher started "
+                    f"{ranks.world} processes",
+                    f"set resources.devices to {ranks.world}, or launch {plan.spec.resources.devices} processes",
+                )
+            ]
+        )
+    options = _Options(callbacks, device, resume, checkpoints, sync_every, attempt, ranks)
     if plan.spec.data.split.kfold:
         if fold is not None:
             return _train_fold(plan, folder, options, fold)
@@ -359,16 +392,39 @@ def train_run(
 def _train_in(
     plan: Plan, folder: Path, options: _Options, splits: Splits | None = None, fold: int | None = None
 ) -> RunResult:
-    """One training whose metrics and checkpoints go to ``folder``."""
-    checkpoint = run_folder.checkpoint_folder(folder, options.attempt)
+    """One training whose metrics and checkpoints go to ``folder`` (rank 0's), on as many ranks as
+    the spec asks for devices."""
     resume_from = None
     if options.resume:  # the newest attempt's checkpoint that is complete
         resume_from = next(filter(None, map(load_checkpoint, run_folder.checkpoint_candidates(folder))), None)
-    policy = options.checkpoints
-    own = [
-        MetricsFile(folder / run_folder.METRICS, keep_through_epoch=resume_from["epoch"] if resume_from else None),
-        Checkpointer(checkpoint, policy.every_n_epochs, policy.min_interval_s),
-    ]
+    devices = plan.spec.resources.devices
+    if devices == 1 or options.ranks is not None:
+        return _train_as(plan, folder, options, splits, fold, resume_from, options.ranks)
+    splits = splits or prepare_splits(plan.spec, plan.data)  # prepared once, sent to every rank
+    follow = (plan, splits, options.device, options.sync_every, fold, resume_from)
+    with distributed.launched(devices, _follow, follow) as ranks:
+        return _train_as(plan, folder, options, splits, fold, resume_from, ranks)
+
+
+def _train_as(
+    plan: Plan,
+    folder: Path,
+    options: _Options,
+    splits: Splits | None,
+    fold: int | None,
+    resume_from: dict[str, Any] | None,
+    ranks: Ranks | None,
+) -> RunResult:
+    """One training as rank ``ranks`` (or alone): the writer's callbacks on rank 0 only."""
+    own: list[Callback] = []
+    if ranks is None or ranks.writer:
+        policy = options.checkpoints
+        own = [
+            MetricsFile(folder / run_folder.METRICS, keep_through_epoch=resume_from["epoch"] if resume_from else None),
+            Checkpointer(
+                run_folder.checkpoint_folder(folder, options.attempt), policy.every_n_epochs, policy.min_interval_s
+            ),
+        ]
     return run_experiment(
         plan.spec,
         plan=plan,
@@ -378,6 +434,31 @@ def _train_in(
         splits=splits,
         resume_from=resume_from,
         fold=fold,
+        ranks=ranks,
+    )
+
+
+def _follow(
+    ranks: Ranks,
+    plan: Plan,
+    splits: Splits,
+    device: str | None,
+    sync_every: int,
+    fold: int | None,
+    resume_from: dict[str, Any] | None,
+) -> None:
+    """A rank other than 0, in a process of its own: the same training, writing nothing. The
+    snapshot's tensors arrived in memory shared with rank 0: copied, so that the optimizer state
+    loaded from them (SGD's momentum, Adam's moments) is this rank's own."""
+    run_experiment(
+        plan.spec,
+        plan=plan,
+        device=device,
+        sync_every=sync_every,
+        splits=splits,
+        resume_from=copy.deepcopy(resume_from),
+        fold=fold,
+        ranks=ranks,
     )
 
 

@@ -118,40 +118,48 @@ class Trainer:
 
     def train_epoch(self, train: Dataset) -> None:
         state = self.state
-        model, optimizer, loss_fn = state.model, state.optimizer, state.loss_fn
+        model, optimizer, loss_fn, ranks = state.model, state.optimizer, state.loss_fn, state.ranks
+        forward = state.forward or model
         model.train()
         batch_size = state.spec.data.batch_size
-        order = torch.randperm(len(train), device=state.device, generator=self.generator)
+        order = torch.randperm(len(train), device=state.device, generator=self.generator)  # the same on every rank
         loss_sum = torch.zeros((), device=state.device)
         correct = torch.zeros((), device=state.device)
         for start in range(0, len(train), batch_size):
-            index = order[start : start + batch_size]
+            index, weight = ranks.shard(order[start : start + batch_size])  # all of it, alone
             x, y = train.x[index], train.y[index]
             for augmentation in self.augment:
                 x, y = augmentation.apply(x, y)
             state.batch = (x, y)
             self.fire(Event.BATCH_START)
-            output = model(x)
+            output = forward(x)
             loss = loss_fn(fit_output(output, y.dim()), y)
             optimizer.zero_grad(set_to_none=True)
-            (loss + self.penalty() if self.l1 or self.l2 else loss).backward()
+            objective = loss * weight if ranks.distributed else loss  # DDP averages the ranks' gradients
+            (objective + self.penalty() if self.l1 or self.l2 else objective).backward()
             self.fire(Event.AFTER_BACKWARD)
             optimizer.step()
             if not self.plateau:
                 self.scheduler.step()
-            loss_sum += loss.detach() * len(index)
-            if self.classify:
-                correct += self.correct(output.detach(), y)
+            if weight:  # a rank's placeholder row (weight 0) is not counted
+                loss_sum += loss.detach() * len(index)
+                if self.classify:
+                    correct += self.correct(output.detach(), y)
             state.step += 1
             self.fire(Event.STEP_END)
             if state.step % self.sync_every == 0:
-                state.record("train_loss_running", loss_sum / min(start + batch_size, len(train)))
+                seen = min(start + batch_size, len(train))
+                state.record("train_loss_running", ranks.total(loss_sum) / seen)
                 self.check_finite(self.sync())
-            if state.stopping:
+                ranks.follow_writer(state)  # the ranks stop together, at a sync point
+                if state.stopping:
+                    return
+            elif state.stopping and not ranks.distributed:
                 return
-        state.record("train_loss", loss_sum / len(train))
+        totals = ranks.total(torch.stack([loss_sum, correct]))
+        state.record("train_loss", totals[0] / len(train))
         if self.classify:
-            state.record("train_accuracy", correct / len(train))
+            state.record("train_accuracy", totals[1] / len(train))
 
     def check_finite(self, synced: dict[str, float]) -> None:
         for name in ("train_loss_running", "train_loss"):
@@ -229,6 +237,7 @@ class Trainer:
                 self.scheduler.step(state.epoch_metrics[state.spec.schedule.monitor])
             self.fire(Event.VALIDATION_END)
             self.fire(Event.EPOCH_END)
+            state.ranks.follow_writer(state)
             if state.stopping:
                 break
         self.sync()
