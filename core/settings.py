@@ -68,7 +68,8 @@ class Settings(BaseSettings):
         None,
         ge=1,
         description="largest data set once decoded, wherever it is read (upload, validation, training): an NPZ's "
-        "members decompressed and its arrays' shape × itemsize, a CSV's values at 8 bytes; default: max_upload_mb",
+        "members decompressed, and its values (from its headers) or a CSV's (from its lines × columns, before "
+        "parsing) at 8 bytes, the float64 they become; default: max_upload_mb",
     )
     max_dataset_rows: int = Field(10_000_000, ge=1, description="rows a CSV / NPZ data set may have")
     max_csv_columns: int = Field(10_000, ge=1, description="columns a CSV data set may have")
