@@ -58,7 +58,10 @@ class Settings(BaseSettings):
     )
     max_params: int = Field(500_000_000, ge=1, description="largest model a spec may ask for")
     max_runtime_s: float | None = Field(
-        None, gt=0.0, description="longest a run may train, every attempt counted (a spec may ask for less)"
+        None,
+        gt=0.0,
+        description="longest a run may train, every attempt counted and a k-fold run's folds together "
+        "(a spec may ask for less)",
     )
     max_epoch_samples: int = Field(10_000_000_000, ge=1, description="epochs × samples a run may train on")
     quota_running: int = Field(4, ge=1, description="runs a tenant may have running at once")

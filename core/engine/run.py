@@ -131,8 +131,9 @@ def loss_scale(spec: ExperimentSpec) -> dict[str, str]:
     return {"loss_scale": "targets after " + ", ".join(step.type for step in steps)} if steps else {}
 
 
-def engine_callbacks(spec: ExperimentSpec) -> list[Callback]:
-    """The callbacks the spec itself asks for (early stopping, diagnostics)."""
+def engine_callbacks(spec: ExperimentSpec, *, shared_s: float = 0.0) -> list[Callback]:
+    """The callbacks the spec itself asks for (early stopping, diagnostics, its time limit, of which
+    ``shared_s`` seconds are spent: a k-fold run's other folds)."""
     callbacks: list[Callback] = []
     stopping = spec.regularization.early_stopping
     if stopping is not None:
@@ -151,7 +152,7 @@ def engine_callbacks(spec: ExperimentSpec) -> list[Callback]:
             )
         )
     if spec.max_runtime_s is not None:
-        callbacks.append(TimeLimit(spec.max_runtime_s))
+        callbacks.append(TimeLimit(spec.max_runtime_s, shared_s=shared_s))
     return callbacks
 
 
@@ -185,12 +186,13 @@ def run_experiment(
     splits: Splits | None = None,
     resume_from: dict[str, Any] | None = None,
     fold: int | None = None,
+    shared_s: float = 0.0,
 ) -> RunResult:
     """Train ``spec``; reports through ``callbacks``. Raises SpecInvalid before training starts
     if the spec does not fit its data; a run that fails while training returns status 'failed'.
     ``splits`` (prepared, e.g. one k-fold fold) replaces the spec's own split; ``resume_from`` is a
     trainer snapshot (a checkpoint) to continue from; ``fold`` (1-based) is seen by callbacks as
-    ``state.fold``."""
+    ``state.fold``; ``shared_s`` is the part of ``max_runtime_s`` the other folds took."""
     if splits is None and spec.data.split.kfold:
         raise ValueError("a k-fold spec trains once per fold: use train_run")
     started = time.perf_counter()
@@ -210,7 +212,7 @@ def run_experiment(
     generator = torch.Generator(device=torch_device).manual_seed(spec.seed)
     trainer = Trainer(
         state,
-        [history, *engine_callbacks(spec), *callbacks],
+        [history, *engine_callbacks(spec, shared_s=shared_s), *callbacks],
         scheduler=scheduler,
         generator=generator,
         sync_every=sync_every,
@@ -325,6 +327,7 @@ class _Options:
     checkpoints: CheckpointPolicy
     sync_every: int
     attempt: int | None
+    shared_s: float = 0.0  # the seconds of max_runtime_s a k-fold run's other folds took
 
 
 def train_run(
@@ -338,14 +341,17 @@ def train_run(
     sync_every: int = 50,
     fold: int | None = None,
     attempt: int | None = None,
+    shared_s: float = 0.0,
 ) -> RunResult | KFoldResult:
     """Run ``plan`` in ``folder``: metrics to ``metrics.jsonl`` and checkpoints as they come,
     reporting through ``callbacks`` (shared by the folds of a k-fold run: ``state.fold`` tells
     them apart). With ``resume``, continue from the checkpoint the folder holds (a k-fold run
     also skips the folds it already finished). ``fold`` trains that one fold (1-based) of a k-fold
-    spec in ``folder`` itself, as the service's fold children do. ``attempt`` (a service run's)
-    checkpoints into a folder of that attempt's own. The caller saves the result."""
-    options = _Options(callbacks, device, resume, checkpoints, sync_every, attempt)
+    spec in ``folder`` itself, as the service's fold children do, with ``shared_s`` seconds of its
+    ``max_runtime_s`` spent by the other folds (the folds of a k-fold run share one budget).
+    ``attempt`` (a service run's) checkpoints into a folder of that attempt's own. The caller saves
+    the result."""
+    options = _Options(callbacks, device, resume, checkpoints, sync_every, attempt, shared_s)
     if plan.spec.data.split.kfold:
         if fold is not None:
             return _train_fold(plan, folder, options, fold)
@@ -377,6 +383,7 @@ def _train_in(
         splits=splits,
         resume_from=resume_from,
         fold=fold,
+        shared_s=options.shared_s,
     )
 
 
@@ -399,7 +406,8 @@ def _train_fold(plan: Plan, folder: Path, options: _Options, fold: int) -> RunRe
 def _train_kfold(plan: Plan, folder: Path, options: _Options) -> KFoldResult:
     """k-fold cross-validation (``data.split.kfold``): one training per fold, each validated on
     its fold and saved in its own folder as it ends; the test split (if any) is held out of every
-    fold. Stops at the first fold that does not succeed."""
+    fold. Each fold's time limit starts with the seconds the folds before it took. Stops at the
+    first fold that does not succeed."""
     started = time.perf_counter()
     indices, test = _fold_indices(plan)
     folds: list[dict[str, Any]] = []
@@ -408,7 +416,8 @@ def _train_kfold(plan: Plan, folder: Path, options: _Options) -> KFoldResult:
         fold_folder = run_folder.fold_folder(folder, i)
         summary = run_folder.finished_summary(fold_folder) if options.resume else None
         if summary is None:
-            result = _train_fold(plan, fold_folder, options, i)
+            shared = sum(earlier["seconds"] for earlier in folds)
+            result = _train_fold(plan, fold_folder, replace(options, shared_s=shared), i)
             if result.status == RunStatus.SUCCEEDED:
                 result.save(fold_folder)
                 remove_checkpoint(run_folder.checkpoint_folder(fold_folder))
