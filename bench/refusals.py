@@ -7,6 +7,8 @@ The uploaded data set of the ``dataset source`` case is stored first by an API w
 limits; the API measured runs with ``TRAINYARD_MAX_DATASET_MB=64``, under which that upload is too
 large (no upload can be too large under the limits it was stored with).
 
+The bodies are built by the same helpers as the tests of these limits.
+
     python bench/refusals.py [--keep-files]
 """
 
@@ -19,8 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
-import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from core.settings import Settings
 from core.store.db import make_engine, migrate, session_factory
 from core.store.keys import create_key
 from tests.service.conftest import api_alone
+from tests.service.test_request_limits import chunked, json_body
+from tests.service.test_upload_limits import npz_bomb
 
 MEASURED_LIMIT_MB = 64
 JSON = {"content-type": "application/json"}
@@ -77,31 +80,6 @@ def uint8_npz(rows: int, width: int) -> bytes:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, x=np.zeros((rows, width), np.uint8), y=np.zeros(rows, np.uint8))
     return buffer.getvalue()
-
-
-def npz_bomb(rows: int) -> bytes:
-    """``x`` of ``rows`` float64 zeros in a deflated member written in blocks (320 MB in ~0.35 MB)."""
-    buffer = io.BytesIO()
-    block = bytes(1 << 22)
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for name, descr, itemsize in (("x", "<f8", 8), ("y", "|u1", 1)):
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array_header_1_0(member, {"descr": descr, "fortran_order": False, "shape": (rows,)})
-                left = rows * itemsize
-                while left:
-                    member.write(block[: min(left, len(block))])
-                    left -= min(left, len(block))
-    return buffer.getvalue()
-
-
-def json_body(megabytes: float) -> bytes:
-    pair = b"[0.5,0.25],"
-    return b'{"x":[' + pair * int(megabytes * 2**20 / len(pair)) + b"[0.5,0.25]]}"
-
-
-def chunks(body: bytes, size: int = 1 << 16) -> Iterator[bytes]:
-    for start in range(0, len(body), size):
-        yield body[start : start + size]
 
 
 def cases(root: Path, dataset_id: str) -> list[Case]:
@@ -172,7 +150,7 @@ class Api:
 
     def send(self, case: Case) -> Measured:
         headers = self.auth if case.authenticated else {}
-        body: bytes | Iterable[bytes] | None = chunks(case.body or b"") if case.chunked else case.body
+        body: bytes | Iterable[bytes] | None = chunked(case.body or b"") if case.chunked else case.body
         Path(f"/proc/{self.pid}/clear_refs").write_text("5")
         before = self._status("VmRSS")
         started = time.perf_counter()
