@@ -58,7 +58,10 @@ class Settings(BaseSettings):
     )
     max_params: int = Field(500_000_000, ge=1, description="largest model a spec may ask for")
     max_runtime_s: float | None = Field(
-        None, gt=0.0, description="longest a run may train, every attempt counted (a spec may ask for less)"
+        None,
+        gt=0.0,
+        description="longest a run may train, every attempt counted and a k-fold run's folds together "
+        "(a spec may ask for less)",
     )
     max_epoch_samples: int = Field(10_000_000_000, ge=1, description="epochs × samples a run may train on")
     quota_running: int = Field(4, ge=1, description="runs a tenant may have running at once")
@@ -68,7 +71,8 @@ class Settings(BaseSettings):
         None,
         ge=1,
         description="largest data set once decoded, wherever it is read (upload, validation, training): an NPZ's "
-        "members decompressed and its arrays' shape × itemsize, a CSV's values at 8 bytes; default: max_upload_mb",
+        "members decompressed, and its values (from its headers) or a CSV's (from its lines × columns, before "
+        "parsing) at 8 bytes, the float64 they become; default: max_upload_mb",
     )
     max_dataset_rows: int = Field(10_000_000, ge=1, description="rows a CSV / NPZ data set may have")
     max_csv_columns: int = Field(10_000, ge=1, description="columns a CSV data set may have")

@@ -207,6 +207,7 @@ class _Claimed:
     trial: int | None
     parent_kind: str | None
     parent_spec: dict | None
+    shared_s: float  # a k-fold run's fold: the seconds of its max_runtime_s the other folds took
 
 
 def _trial_callbacks(context: WorkerContext, run: _Claimed) -> list[Callback]:
@@ -282,6 +283,7 @@ def _claim(context: WorkerContext, run_id: str) -> runs.ClaimOutcome | _Claimed:
             return claim
         run = session.get(Run, run_id)
         parent = session.get(Run, run.parent_id) if run.parent_id else None
+        kfold = parent is not None and parent.kind == RunKind.KFOLD
         return _Claimed(
             run.spec,
             run.tenant,
@@ -290,6 +292,7 @@ def _claim(context: WorkerContext, run_id: str) -> runs.ClaimOutcome | _Claimed:
             run.trial,
             parent.kind if parent else None,
             parent.spec if parent else None,
+            parents.other_folds_seconds(session=session, fold_id=run_id) if kfold else 0.0,
         )
 
 
@@ -347,6 +350,7 @@ def _attempt(context: WorkerContext, run_id: str, run: _Claimed) -> runs.ClaimOu
                 checkpoints=context.checkpoints,
                 fold=run.trial if run.parent_kind == RunKind.KFOLD else None,  # a k-fold run's fold
                 attempt=run.attempt,
+                shared_s=run.shared_s,  # the folds of a k-fold run share its max_runtime_s
             )
         if result.retryable:
             return _requeue(context, run_id, result.failure or "")

@@ -94,22 +94,24 @@ class EarlyStopping(Callback):
 
 class TimeLimit(Callback):
     """Fails the run once it has trained for ``seconds`` in all (checked every step; no device
-    sync). The time used is part of the checkpoint, so a resumed attempt has only what is left."""
+    sync). The time used is part of the checkpoint, so a resumed attempt has only what is left;
+    ``shared_s`` is what the other folds of the same k-fold run took, which share the budget."""
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    def __init__(self, seconds: float, *, shared_s: float = 0.0) -> None:
+        self.seconds, self.shared_s = seconds, shared_s
         self.used = 0.0  # seconds trained by earlier attempts (restored from the checkpoint)
         self.started = math.inf
         self.deadline = math.inf
 
     def on_fit_start(self, state: State) -> None:
         self.started = time.monotonic()
-        self.deadline = self.started + self.seconds - self.used
+        self.deadline = self.started + self.seconds - self.shared_s - self.used
 
     def on_step_end(self, state: State) -> None:
         if time.monotonic() > self.deadline:
+            shared = f", {self.shared_s:.1f} s of it by the other folds" if self.shared_s else ""
             state.stop(
-                f"time limit: stopped after {self.seconds:g} s (max_runtime_s) at epoch {state.epoch}",
+                f"time limit: stopped after {self.seconds:g} s (max_runtime_s{shared}) at epoch {state.epoch}",
                 status=RunStatus.FAILED,
             )
 

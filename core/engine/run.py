@@ -137,9 +137,10 @@ def loss_scale(spec: ExperimentSpec) -> dict[str, str]:
     return {"loss_scale": "targets after " + ", ".join(step.type for step in steps)} if steps else {}
 
 
-def engine_callbacks(spec: ExperimentSpec) -> list[Callback]:
-    """The callbacks the spec itself asks for (early stopping, diagnostics), after the initial loss
-    every run records."""
+def engine_callbacks(spec: ExperimentSpec, *, shared_s: float = 0.0) -> list[Callback]:
+    """The callbacks the spec itself asks for (early stopping, diagnostics, its time limit, of which
+    ``shared_s`` seconds are spent: a k-fold run's other folds), after the initial loss every run
+    records."""
     callbacks: list[Callback] = [InitialLoss()]
     stopping = spec.regularization.early_stopping
     if stopping is not None:
@@ -158,7 +159,7 @@ def engine_callbacks(spec: ExperimentSpec) -> list[Callback]:
             )
         )
     if spec.max_runtime_s is not None:
-        callbacks.append(TimeLimit(spec.max_runtime_s))
+        callbacks.append(TimeLimit(spec.max_runtime_s, shared_s=shared_s))
     return callbacks
 
 
@@ -193,13 +194,15 @@ def run_experiment(
     resume_from: dict[str, Any] | None = None,
     fold: int | None = None,
     ranks: Ranks | None = None,
+    shared_s: float = 0.0,
 ) -> RunResult:
     """Train ``spec``; reports through ``callbacks``. Raises SpecInvalid before training starts
     if the spec does not fit its data; a run that fails while training returns status 'failed'.
     ``splits`` (prepared, e.g. one k-fold fold) replaces the spec's own split; ``resume_from`` is a
     trainer snapshot (a checkpoint) to continue from; ``fold`` (1-based) is seen by callbacks as
     ``state.fold``. ``ranks``: this process's place in a training over several devices (the
-    launcher's process group is joined here); a rank other than 0 runs none of the callbacks."""
+    launcher's process group is joined here); a rank other than 0 runs none of the callbacks.
+    ``shared_s`` is the part of ``max_runtime_s`` the other folds took."""
     if splits is None and spec.data.split.kfold:
         raise ValueError("a k-fold spec trains once per fold: use train_run")
     ranks = ranks or Ranks()
@@ -224,7 +227,7 @@ def run_experiment(
         generator = torch.Generator(device=torch_device).manual_seed(spec.seed)  # one permutation on every rank
         trainer = Trainer(
             state,
-            [history, *engine_callbacks(spec), *callbacks] if ranks.writer else [history],
+            [history, *engine_callbacks(spec, shared_s=shared_s), *callbacks] if ranks.writer else [history],
             scheduler=scheduler,
             generator=generator,
             sync_every=sync_every,
@@ -343,6 +346,7 @@ class _Options:
     sync_every: int
     attempt: int | None
     ranks: Ranks | None  # given by a launcher (torchrun); None: a multi-device spec starts its own
+    shared_s: float = 0.0  # the seconds of max_runtime_s a k-fold run's other folds took
 
 
 def train_run(
@@ -357,13 +361,15 @@ def train_run(
     fold: int | None = None,
     attempt: int | None = None,
     ranks: Ranks | None = None,
+    shared_s: float = 0.0,
 ) -> RunResult | KFoldResult:
     """Run ``plan`` in ``folder``: metrics to ``metrics.jsonl`` and checkpoints as they come,
     reporting through ``callbacks`` (shared by the folds of a k-fold run: ``state.fold`` tells
     them apart). With ``resume``, continue from the checkpoint the folder holds (a k-fold run
     also skips the folds it already finished). ``fold`` trains that one fold (1-based) of a k-fold
-    spec in ``folder`` itself, as the service's fold children do. ``attempt`` (a service run's)
-    checkpoints into a folder of that attempt's own. A spec asking for several devices
+    spec in ``folder`` itself, as the service's fold children do, with ``shared_s`` seconds of its
+    ``max_runtime_s`` spent by the other folds (the folds of a k-fold run share one budget).
+    ``attempt`` (a service run's) checkpoints into a folder of that attempt's own. A spec asking for several devices
     (``resources.devices``) trains each training on that many ranks, this process being rank 0
     (``distributed.launched``), unless ``ranks`` says a launcher such as torchrun started this
     process as one of them; only rank 0 writes into ``folder``. The caller saves the result
@@ -379,7 +385,7 @@ def train_run(
                 )
             ]
         )
-    options = _Options(callbacks, device, resume, checkpoints, sync_every, attempt, ranks)
+    options = _Options(callbacks, device, resume, checkpoints, sync_every, attempt, ranks, shared_s)
     if plan.spec.data.split.kfold:
         if fold is not None:
             return _train_fold(plan, folder, options, fold)
@@ -435,6 +441,7 @@ def _train_as(
         resume_from=resume_from,
         fold=fold,
         ranks=ranks,
+        shared_s=options.shared_s,
     )
 
 
@@ -481,7 +488,8 @@ def _train_fold(plan: Plan, folder: Path, options: _Options, fold: int) -> RunRe
 def _train_kfold(plan: Plan, folder: Path, options: _Options) -> KFoldResult:
     """k-fold cross-validation (``data.split.kfold``): one training per fold, each validated on
     its fold and saved in its own folder as it ends; the test split (if any) is held out of every
-    fold. Stops at the first fold that does not succeed."""
+    fold. Each fold's time limit starts with the seconds the folds before it took. Stops at the
+    first fold that does not succeed."""
     started = time.perf_counter()
     indices, test = _fold_indices(plan)
     folds: list[dict[str, Any]] = []
@@ -490,7 +498,8 @@ def _train_kfold(plan: Plan, folder: Path, options: _Options) -> KFoldResult:
         fold_folder = run_folder.fold_folder(folder, i)
         summary = run_folder.finished_summary(fold_folder) if options.resume else None
         if summary is None:
-            result = _train_fold(plan, fold_folder, options, i)
+            shared = sum(earlier["seconds"] for earlier in folds)
+            result = _train_fold(plan, fold_folder, replace(options, shared_s=shared), i)
             if result.status == RunStatus.SUCCEEDED:
                 result.save(fold_folder)
                 remove_checkpoint(run_folder.checkpoint_folder(fold_folder))

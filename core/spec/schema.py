@@ -101,7 +101,12 @@ class ExperimentSpec(SpecModel):
     schedule: SCHEDULES.union() = Field(default_factory=WarmupCosine)  # type: ignore[valid-type]
     regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
     diagnostics: DiagnosticsSpec = Field(default_factory=DiagnosticsSpec)
-    max_runtime_s: float | None = Field(None, gt=0.0, description="fail the run after this much training time")
+    max_runtime_s: float | None = Field(
+        None,
+        gt=0.0,
+        description="fail the run after this much training time, every attempt counted; the folds of a k-fold "
+        "run share it, a sweep's trials each have their own",
+    )
     sweep: SweepSpec | None = Field(None, description="search over spec values: the run becomes a parent of trials")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="what the run needs of its worker")
 

@@ -42,6 +42,15 @@ def children_of(session: Session, parent_id: str) -> list[Run]:
     return list(session.scalars(select(Run).where(Run.parent_id == parent_id).order_by(Run.trial)))
 
 
+def other_folds_seconds(*, session: Session, fold_id: str) -> float:
+    """The seconds the other folds of a k-fold run took, from the summaries of those that have ended:
+    the part of the run's ``max_runtime_s`` they spent, which fold ``fold_id`` does not get. A fold's
+    summary counts its last attempt; a fold still training on another worker counts once it ends."""
+    parent_id = session.get(Run, fold_id).parent_id
+    siblings = session.scalars(select(Run.summary).where(Run.parent_id == parent_id, Run.id != fold_id))
+    return sum(summary.get("seconds") or 0.0 for summary in siblings if summary)
+
+
 def list_children(
     *, session: Session, parent_id: str, status: str | None, limit: int, after_trial: int | None
 ) -> list[Run]:

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from core.engine import callbacks
+from core.engine import run as run_module
 from core.engine.callbacks import TimeLimit
 from core.engine.checkpoint import (
     TENSORS,
@@ -183,3 +184,35 @@ def test_the_time_limit_counts_the_time_every_attempt_trained(monkeypatch: pytes
     clock[0] += 2.0
     second.on_step_end(state)
     assert stopped and stopped[0][1] == "failed" and "max_runtime_s" in stopped[0][0]  # 11 s in all
+
+
+def test_a_fold_has_what_the_other_folds_left_of_the_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: clock[0])
+    stopped: list[str] = []
+    state = SimpleNamespace(epoch=2, stop=lambda reason, status: stopped.append(reason))
+    later_fold = TimeLimit(10.0, shared_s=7.0)  # the folds before it took 7 s of the 10
+    later_fold.on_fit_start(state)
+    clock[0] += 2.0
+    later_fold.on_step_end(state)
+    assert not stopped
+    clock[0] += 2.0
+    later_fold.on_step_end(state)
+    assert stopped == ["time limit: stopped after 10 s (max_runtime_s, 7.0 s of it by the other folds) at epoch 2"]
+
+
+def test_a_local_kfold_run_gives_each_fold_what_the_folds_before_it_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limits: list[TimeLimit] = []
+
+    def recorded(seconds: float, **options: float) -> TimeLimit:
+        limits.append(TimeLimit(seconds, **options))
+        return limits[-1]
+
+    monkeypatch.setattr(run_module, "TimeLimit", recorded)
+    spec = {**SPEC, "epochs": 2, "max_runtime_s": 600, "data": {**SPEC["data"], "split": {"kfold": 3}}}
+    result = train_run(plan_experiment(parse_spec(spec)), folder=tmp_path, device="cpu")
+    seconds = [fold["seconds"] for fold in result.folds]
+    assert result.status == "succeeded" and [limit.seconds for limit in limits] == [600] * 3
+    assert [limit.shared_s for limit in limits] == [0.0, seconds[0], seconds[0] + seconds[1]]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.data import files
 from core.data.files import ReadLimits, data_access, inspect_table, load_table
 from core.engine.plan import plan_experiment
 from core.errors import SpecInvalid
@@ -79,6 +80,21 @@ def test_members_are_checked_against_the_total_too():
     assert message == "the NPZ archive decompresses to 23.7 KiB; the limit is 20 KiB", message
 
 
+def test_arrays_are_counted_as_they_are_loaded_float64_before_any_is_read(monkeypatch):
+    monkeypatch.setattr(files, "_read_array", lambda *_: pytest.fail("an array was read"))
+    small = npz({"x.npy": npy(np.zeros((1000, 100), np.uint8)), "y.npy": npy(np.zeros(1000, np.uint8))})
+    assert len(small) < 110 << 10  # 100 KB of uint8 that loading makes 800 KB of float64
+    limits = ReadLimits(decoded_bytes=512 << 10)
+    with pytest.raises(SpecInvalid) as info:
+        load_table(small, task="regression", limits=limits)
+    message = info.value.errors[0].message
+    assert message == "array 'x' of shape (1000, 100) (uint8) decodes to 781.2 KiB as float64; the limit is 512 KiB"
+    assert "TRAINYARD_MAX_DATASET_MB" in (info.value.errors[0].hint or "")
+    halves = npz({name: npy(np.zeros((1000, 30), np.uint8)) for name in ("a.npy", "b.npy", "y.npy")})
+    message = refused(halves, limits)
+    assert message == "the NPZ archive's arrays decode to 703.1 KiB (values as float64); the limit is 512 KiB"
+
+
 def test_pickles_other_members_and_other_compressions_are_refused():
     assert "pickled" in refused(npz({"x.npy": npy(np.array([{"a": 1}], dtype=object)), "y.npy": npy(np.zeros(1))}))
     assert "'notes.txt', which is not a .npy array" in refused(npz({"x.npy": npy(np.zeros(2)), "notes.txt": b"hi"}))
@@ -136,14 +152,43 @@ def test_nul_bytes_are_refused_naming_their_line():
 def test_rows_values_cells_and_records_are_capped():
     rows = b"a,b\n" + b"1,2\n" * 50
     assert inspect_table(rows, limits=ReadLimits(rows=50)).rows == 50
-    assert refused(rows, ReadLimits(rows=49)) == "line 51: the file has more than 49 rows"
-    message = refused(rows, ReadLimits(decoded_bytes=512))
+    assert refused(rows, ReadLimits(rows=49)) == "the file has 50 lines after its header; at most 49 rows are read"
+    message = refused(rows, ReadLimits(decoded_bytes=799))
+    assert message == "the file's 50 lines of 2 columns hold up to 800 B of values (8 bytes each); the limit is 799 B"
+    assert inspect_table(rows, limits=ReadLimits(decoded_bytes=800)).rows == 50
+    old_mac = rows.replace(b"\n", b"\r")  # no line feeds to count first: the rows are counted as they are read
+    assert refused(old_mac, ReadLimits(rows=49)) == "line 51: the file has more than 49 rows"
+    message = refused(old_mac, ReadLimits(decoded_bytes=512))
     assert message == "line 34: the file holds more than 512 B of values (8 bytes each)", message
     assert refused(b"a,b\n1," + b"2" * 200_000 + b"\n") == "line 2 has a cell longer than 131072 characters"
     too_long = "line 2: a row is longer than 16777216 characters"
     assert refused(b"a,b\n" + b"1," * (9 << 20) + b"\n") == too_long  # one line of 18 MiB
     cell = b'"' + (b"x" * 1000 + b"\n") * 100 + b'"'  # 100 KB over 100 lines: a cell within csv's limit
     assert refused(b"a,b\n" + b",".join([cell] * 170) + b"\n") == too_long, "the lines of a row's cells count"
+
+
+def test_a_csv_too_large_for_its_lines_is_refused_before_a_row_is_parsed(monkeypatch, tmp_path):
+    path = tmp_path / "wide.csv"
+    path.write_bytes(b",".join(b"c%d" % i for i in range(100)) + b"\n" + (b"1," * 99 + b"1\n") * 20_000)
+    monkeypatch.setattr(files._CsvRows, "rows", lambda _: pytest.fail("the rows were parsed"))
+    started = time.perf_counter()
+    with pytest.raises(SpecInvalid) as info:
+        load_table(
+            path,
+            task="regression",
+            at="/data/source",
+            file_at="/data/source/path",
+            limits=ReadLimits(decoded_bytes=1 << 20),
+        )
+    assert time.perf_counter() - started < 0.5
+    error = info.value.errors[0]
+    assert (
+        error.pointer == "/data/source/path" and error.hint == "a server sets this limit with TRAINYARD_MAX_DATASET_MB"
+    )
+    assert (
+        error.message
+        == "the file's 20000 lines of 100 columns hold up to 15.3 MiB of values (8 bytes each); the limit is 1 MiB"
+    )
 
 
 def test_errors_keep_their_line_numbers_while_streaming():
@@ -176,7 +221,7 @@ def test_caps_apply_where_the_data_is_read_for_training(tmp_path):
     with data_access(data_root=tmp_path, limits=ReadLimits(rows=59)), pytest.raises(SpecInvalid) as info:
         plan_experiment(parse_spec(document))
     assert info.value.errors[0].pointer == "/data/source/path"
-    assert info.value.errors[0].message == "line 61: the file has more than 59 rows"
+    assert info.value.errors[0].message == "the file has 60 lines after its header; at most 59 rows are read"
     assert "TRAINYARD_MAX_DATASET_ROWS" in (info.value.errors[0].hint or "")
     with data_access(data_root=tmp_path):
         assert len(plan_experiment(parse_spec(document)).data) == 60

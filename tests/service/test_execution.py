@@ -122,3 +122,24 @@ def test_a_kfold_run_gives_the_same_files_and_checkpoints_from_the_cli_as_from_i
         with context.sessions() as session:
             stored = {artifact.kind for artifact in session.scalars(select(Artifact).where(Artifact.run_id == fold))}
         assert stored == set(files(fold_folder))
+
+
+def test_the_folds_of_a_kfold_run_share_its_max_runtime_s(tmp_path: Path) -> None:
+    spec = small_spec(epochs=20, data={"source": {"type": "builtin", "name": "iris"}, "split": {"kfold": 2}})
+    context = replace(worker_context(Settings(data_dir=tmp_path)), send=lambda *_, **__: None)
+    with context.sessions() as session:
+        parent_id = runs.create_run(session=session, tenant="local", spec=spec, name="kfold", kind=RunKind.KFOLD).id
+        session.commit()
+        first, second = parents.advance(session=session, parent_id=parent_id, optuna_url=context.optuna_url)
+    assert execute_run(run_id=first, context=context) == "succeeded"
+    with context.sessions() as session:
+        taken = session.get(Run, first).summary
+    assert taken["epochs"] == 20
+    # a budget of just what fold 1 took leaves fold 2 nothing (alone, it would have had all of it)
+    capped = replace(context, max_runtime_s=taken["seconds"])
+    assert execute_run(run_id=second, context=capped) == "failed"
+    with context.sessions() as session:
+        fold, parent = session.get(Run, second), session.get(Run, parent_id)
+        assert f"{taken['seconds']:.1f} s of it by the other folds" in fold.failure
+        assert fold.summary["epochs"] <= 1
+        assert parent.status == "failed" and parent.failure.startswith("fold 2: time limit")

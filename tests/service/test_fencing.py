@@ -1,7 +1,8 @@
-"""A stale worker writes nothing (issue 14, items 2–4 and 15): every write an attempt makes is
+"""A stale worker writes nothing (issue 14, items 2–5, 7 and 15): every write an attempt makes is
 fenced on (run, worker, attempt); a worker whose lease was lost stops training and leaves the
-next attempt's run alone; a cancel survives a requeue; a deferred run is noted as sent; the
-running quota holds against simultaneous claims on PostgreSQL; an Idempotency-Key never collides
+next attempt's run alone; the heartbeat that renews the lease outlives database errors; a cancel
+survives a requeue; a deferred run is noted as sent; the running quota holds against simultaneous
+claims on PostgreSQL; the service's time limit caps a run; an Idempotency-Key never collides
 across tenants."""
 
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
 
 from core.engine.plan import plan_experiment
 from core.settings import Settings
@@ -20,7 +22,7 @@ from core.store import keys, runs, submit
 from core.store.db import make_engine, migrate, session_factory
 from core.store.models import Artifact, Metric, Run, utcnow
 from tests.service.conftest import postgres_database, small_spec
-from worker.execution import dispatch, execute_run, worker_context
+from worker.execution import Heartbeat, dispatch, execute_run, worker_context
 
 
 @pytest.fixture
@@ -100,6 +102,29 @@ def test_a_worker_that_lost_its_lease_stops_and_leaves_the_next_attempt_alone(tm
     folder = context.artifact_dir / run_id
     assert not (folder / "model.safetensors").exists()  # the stale attempt saved nothing
     assert not (folder / "checkpoint" / "attempt-2").exists()  # and never touched the next one's checkpoints
+
+
+def test_the_runs_heartbeat_outlives_database_errors_and_stops_once_the_lease_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    answers: list[bool | Exception] = [OperationalError("UPDATE runs", {}, Exception("database is locked"))] * 2
+    answers += [True, False]  # renewed, then the run is another attempt's
+    calls: list[int] = []
+
+    def renew_lease(**_: object) -> bool:
+        calls.append(len(calls))
+        answer = answers[min(len(calls) - 1, len(answers) - 1)]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(runs, "renew_lease", renew_lease)
+    context = worker_context(Settings(data_dir=tmp_path, lease_seconds=0.15))  # a beat every 0.05 s
+    with Heartbeat(context, "run_x", attempt=1) as heartbeat:
+        assert heartbeat.lost.wait(timeout=10), f"the lease was never found lost after {len(calls)} beat(s)"
+        heartbeat.thread.join(timeout=10)
+    assert len(calls) == 4 and not heartbeat.thread.is_alive()  # two errors survived; it stopped beating once lost
+    assert caplog.text.count("could not renew the lease of run run_x") == 2
 
 
 def test_a_cancel_asked_of_a_stalled_run_survives_its_requeue(sessions) -> None:

@@ -1,6 +1,7 @@
 """The OpenAPI document tells the truth: schemathesis (every check but positive_data_acceptance, a
 fixed seed and a bounded example count) finds nothing against a real API process with API keys on,
-and a client generated from the document by openapi-python-client submits, waits and predicts."""
+and a client generated from the document by openapi-python-client submits, waits and predicts; what
+schemathesis found before is checked directly too."""
 
 import json
 import os
@@ -8,10 +9,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
+from fastapi.testclient import TestClient
 
+from api.main import create_app
 from core.settings import Settings
 from core.store.db import make_engine, migrate, session_factory
 from core.store.keys import create_key
@@ -90,3 +94,17 @@ def test_generated_client_submits_waits_and_predicts(tmp_path: Path) -> None:
     assert answer["status"] == "succeeded"
     predictions = answer["prediction"]["predictions"]
     assert len(predictions) == 2 and all(p in [str(d) for d in range(10)] for p in predictions)
+
+
+def test_the_findings_of_schemathesis_stay_fixed(tmp_path: Path) -> None:
+    """What schemathesis found before, checked without its sampling: a metric name outside the
+    documented pattern is a 422 (it was answered as if valid), a 405 names every method of its path,
+    and a timestamp carries its UTC offset."""
+    with TestClient(create_app(Settings(data_dir=tmp_path, sweep_interval_s=3600))) as client:
+        run = client.post("/v1/runs", json=small_spec(epochs=1)).json()
+        refused = client.get(f"/v1/runs/{run['id']}/metrics", params={"names": ["val loss\n"]})
+        assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+        assert client.get(f"/v1/runs/{run['id']}/metrics", params={"names": ["act/0.relu"]}).status_code == 200
+        wrong_method = client.delete("/v1/runs")
+        assert wrong_method.status_code == 405 and set(wrong_method.headers["allow"].split(", ")) == {"GET", "POST"}
+        assert datetime.fromisoformat(run["created_at"]).utcoffset() == timedelta(0)

@@ -109,6 +109,29 @@ def test_idempotency_keys_are_per_tenant(secured: tuple[TestClient, dict, Settin
         client.post(f"/v1/runs/{run_id}/cancel", headers=auth[tenant])
 
 
+def test_the_idempotency_matrix_across_tenants(secured: tuple[TestClient, dict, Settings]) -> None:
+    """(tenant, key, body): the same tenant's key with the same body is its original run, with another
+    body a 409; another tenant's same key is a key of its own, whatever the body. (Tenants whose
+    names would spell each other's keys, ``a:x`` + ``K1`` and ``a`` + ``x:K1``: test_fencing.)"""
+    client, auth, _ = secured
+    body, other_body = small_spec(epochs=1), small_spec(epochs=2)
+
+    def submit(tenant: str, document: dict) -> tuple[int, str | None]:
+        answer = client.post("/v1/runs", json=document, headers={**auth[tenant], "Idempotency-Key": "matrix"})
+        return answer.status_code, answer.json().get("id")
+
+    first = submit("acme", body)
+    assert first[0] == 202
+    assert submit("acme", body) == first  # the same tenant, key and body: the original run
+    assert submit("acme", other_body)[0] == 409  # the same tenant and key, another body
+    theirs = submit("globex", body)  # another tenant, the same key and body: a run of its own
+    assert theirs[0] == 202 and theirs[1] != first[1]
+    assert submit("globex", body) == theirs and submit("globex", other_body)[0] == 409
+    assert client.get(f"/v1/runs/{theirs[1]}", headers=auth["acme"]).status_code == 404
+    for run_id, tenant in ((first[1], "acme"), (theirs[1], "globex")):
+        client.post(f"/v1/runs/{run_id}/cancel", headers=auth[tenant])
+
+
 def test_queued_quota_and_size_limits(secured: tuple[TestClient, dict, Settings]) -> None:
     client, auth, settings = secured
     accepted = [
