@@ -117,6 +117,8 @@ def test_a_run_goes_only_to_a_worker_with_the_devices_it_asks_for(service: tuple
 
             started.append(large := start_worker(env, 2))
             assert until_claimed(client, waiting_id)["worker"] == name_of(large)
+            trained = wait_for(client, waiting_id, {"succeeded"})
+            assert trained["summary"]["devices"] == 2, trained  # as two gloo ranks
             until_alive(client, 2)
             (error,) = client.post("/v1/runs", json=spec_for(3)).json()["errors"]
             assert error["pointer"] == "/resources/devices"
@@ -180,3 +182,46 @@ def test_stale_workers_do_not_count_at_submit(tmp_path: Path) -> None:
             workers.beat(session=session, name="here:2", host="here", pid=2, advert=advert)
         answer = client.post("/v1/runs", json=spec_for(2))
         assert answer.status_code == 422 and answer.json()["errors"][0]["pointer"] == "/resources/devices"
+
+
+def test_two_workers_on_one_host_each_take_half_its_cores(tmp_path: Path) -> None:
+    """With no TRAINYARD_TORCH_THREADS, a worker alone takes every core it may use, and once a second
+    starts on the host both train with half of them: the first recounts at its next beat and
+    applies the count before its next run (a 2-device run, which only it can take). Each logs its
+    choice."""
+    cores = len(os.sched_getaffinity(0))
+    env = {
+        **{key: value for key, value in os.environ.items() if key != "TRAINYARD_TORCH_THREADS"},
+        "TRAINYARD_DATA_DIR": str(tmp_path),
+        "TRAINYARD_QUEUE": f"threads-{secrets.token_hex(4)}",
+        "TRAINYARD_WORKER_BEAT_S": str(BEAT_S),
+        "TRAINYARD_DEVICE": "cpu",
+    }
+    settings = Settings(data_dir=tmp_path, queue=env["TRAINYARD_QUEUE"], worker_beat_s=BEAT_S)
+    first, second = tmp_path / "worker-2.log", tmp_path / "worker-1.log"
+    half = f"torch threads: {max(1, cores // 2)} ({cores} cores ÷ 2 live worker(s) on this host)"
+    started: list[subprocess.Popen] = []
+    with TestClient(create_app(settings)) as client:
+        try:
+            started.append(start_worker(env, 2))
+            until_alive(client, 1)
+            wait_for_line(first, f"torch threads: {cores} ({cores} cores ÷ 1 live worker(s) on this host)")
+            started.append(start_worker(env, 1))
+            until_alive(client, 2)
+            wait_for_line(second, half)
+            time.sleep(3 * BEAT_S)  # the first worker's next beat counts the second
+            run = wait_for(client, client.post("/v1/runs", json=spec_for(2)).json()["id"], {"succeeded"})
+            assert run["worker"] == name_of(started[0])
+            wait_for_line(first, half)
+        finally:
+            for process in started:
+                process.terminate()
+            for process in started:
+                process.wait(timeout=30)
+
+
+def wait_for_line(log: Path, line: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not (log.exists() and line in log.read_text()):
+        assert time.monotonic() < deadline, f"{log.name} never logged {line!r}:\n{log.read_text()[-2000:]}"
+        time.sleep(0.1)
