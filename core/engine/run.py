@@ -23,10 +23,12 @@ from core.data.preprocess import apply_preprocessing, fit_preprocessing
 from core.data.split import kfold_indices, split_indices
 from core.durable import replace_files
 from core.engine.callbacks import EarlyStopping, History, MetricsFile, TimeLimit
+from core.engine.capture import plan_capture
 from core.engine.checkpoint import Checkpointer, CheckpointPolicy, load_checkpoint, remove_checkpoint
 from core.engine.diagnostics import Diagnostics
 from core.engine.events import Callback, State
 from core.engine.plan import Plan, plan_experiment
+from core.engine.precision import check_precision
 from core.engine.trainer import Trainer
 from core.nn.models import build_model, initialise
 from core.spec.schema import ExperimentSpec
@@ -58,6 +60,7 @@ class RunResult:
     history: History = field(repr=False)
     retryable: bool = False  # failed for a reason another attempt may not meet (out of memory)
     fold: int | None = None  # the fold of a k-fold spec this training was
+    steps_ran: dict[str, Any] = field(default_factory=dict)  # precision, compiled or eager step, and why
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary; a non-finite metric (a diverged loss) becomes null. A fold's names
@@ -80,6 +83,7 @@ class RunResult:
             "steps": self.steps,
             "params": self.params,
             "seconds": round(self.seconds, 3),
+            **self.steps_ran,
             **loss_scale(self.plan.spec),
             **final,
         }
@@ -156,11 +160,12 @@ def engine_callbacks(spec: ExperimentSpec) -> list[Callback]:
 
 
 def training_state(
-    spec: ExperimentSpec, model: torch.nn.Module, device: torch.device, train: Dataset
+    spec: ExperimentSpec, model: torch.nn.Module, device: torch.device, train: Dataset, *, lr_tensor: bool = False
 ) -> tuple[State, torch.optim.lr_scheduler.LRScheduler]:
-    """The trainer's state for ``model`` (already on ``device``) with the spec's optimizer, loss and
-    schedule, and its learning-rate scheduler; the first batch of ``train`` primes the state."""
-    optimizer = spec.optimizer.build(model.parameters(), device)
+    """The trainer's state for ``model`` (already on ``device``) with the spec's optimizer (its lr a
+    tensor with ``lr_tensor``), loss and schedule, and its learning-rate scheduler; the first batch
+    of ``train`` primes the state."""
+    optimizer = spec.optimizer.build(model.parameters(), device, lr_tensor=lr_tensor)
     steps_per_epoch = math.ceil(len(train) / spec.data.batch_size)
     scheduler = spec.schedule.build(optimizer, spec.epochs, steps_per_epoch)
     state = State(
@@ -190,13 +195,15 @@ def run_experiment(
     if the spec does not fit its data; a run that fails while training returns status 'failed'.
     ``splits`` (prepared, e.g. one k-fold fold) replaces the spec's own split; ``resume_from`` is a
     trainer snapshot (a checkpoint) to continue from; ``fold`` (1-based) is seen by callbacks as
-    ``state.fold``."""
+    ``state.fold``. A ``precision`` the device cannot compute in is SpecInvalid at ``/precision``."""
     if splits is None and spec.data.split.kfold:
         raise ValueError("a k-fold spec trains once per fold: use train_run")
     started = time.perf_counter()
     plan = plan or plan_experiment(spec)
     spec = plan.spec  # the resolved spec: augmentations bound to the data
     torch_device = pick_device(device)
+    check_precision(spec.precision, torch_device)
+    capture = plan_capture(spec, plan.layer_table, torch_device)
     torch.manual_seed(spec.seed)
     splits = (splits or prepare_splits(spec, plan.data)).to(torch_device)
     model, _ = build_model(
@@ -204,7 +211,7 @@ def run_experiment(
     )
     initialise(model, spec.model.init)
     model.to(torch_device)
-    state, scheduler = training_state(spec, model, torch_device, splits.train)
+    state, scheduler = training_state(spec, model, torch_device, splits.train, lr_tensor=capture.optimizer)
     state.fold = fold
     history = History()
     generator = torch.Generator(device=torch_device).manual_seed(spec.seed)
@@ -214,6 +221,7 @@ def run_experiment(
         scheduler=scheduler,
         generator=generator,
         sync_every=sync_every,
+        capture=capture,
     )
     if resume_from is not None:
         trainer.restore(resume_from)
@@ -253,6 +261,7 @@ def run_experiment(
         history=history,
         retryable=retryable,
         fold=fold,
+        steps_ran=trainer.train_step.summary(),
     )
 
 
