@@ -1,6 +1,6 @@
 """``precision``: bf16 autocasts training and evaluation on the CPU and trains digits to fp32's
 accuracy; fp16 (autocast + GradScaler, CUDA only) is refused on the CPU at ``/precision`` by
-``run_experiment``; bf16 is refused on a CUDA device
+``run_experiment``, `trainyard validate` and `trainyard train`; bf16 is refused on a CUDA device
 without bfloat16. fp16's GradScaler is part of the checkpoint, and a step it skips for inf
 gradients is neither divergence nor a gradient the diagnostics record. (fp16 runs on the CPU here
 only with the device check patched out: CPU autocast and GradScaler work, the service just does
@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from cli.main import app
 from core.engine import precision, run
 from core.engine.checkpoint import Checkpointer, load_checkpoint
 from core.engine.events import Callback, State
@@ -72,6 +74,22 @@ def test_fp16_is_refused_on_the_cpu_before_training() -> None:
     assert error.pointer == "/precision"
     assert error.message == "fp16 (float16 autocast with a GradScaler) needs a CUDA device; this run's device is cpu"
     assert "bf16" in error.hint
+
+
+def test_the_cli_refuses_fp16_on_the_cpu(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(spec_document(precision="fp16")))
+    validated = CliRunner().invoke(app, ["validate", str(spec), "--json", "--device", "cpu"])
+    assert validated.exit_code == 2
+    (error,) = json.loads(validated.output)["errors"]
+    assert error["pointer"] == "/precision" and "needs a CUDA device" in error["message"]
+    trained = CliRunner().invoke(app, ["train", str(spec), "--json", "--device", "cpu", "--out", str(tmp_path / "run")])
+    assert trained.exit_code == 2
+    (error,) = json.loads(trained.output)["errors"]
+    assert error["pointer"] == "/precision"
+    assert not (tmp_path / "run").exists()
+    spec.write_text(json.dumps(spec_document(precision="bf16")))
+    assert CliRunner().invoke(app, ["validate", str(spec), "--json", "--device", "cpu"]).exit_code == 0
 
 
 def test_bf16_is_refused_on_a_cuda_device_without_bfloat16(monkeypatch: pytest.MonkeyPatch) -> None:
