@@ -2,7 +2,8 @@
 callbacks' look at the gradients, the optimizer's step. Captured with torch.compile as ``Capture``
 says, except on the steps a callback observes (forward hooks, gradients), which run the eager
 module (the same parameters). If compiling raises, the run goes on eagerly from the same state,
-the reason kept for its summary. Nothing here reads a value back to the host."""
+the reason kept for its summary. Nothing here reads a value back to the host, except fp16's
+GradScaler before a non-fused optimizer's step (its inf check)."""
 
 import logging
 from collections.abc import Callable
@@ -58,7 +59,8 @@ class TrainStep:
             # process trains one run at a time (the worker's solo pool, the CLI), so each compiled
             # run starts from an empty cache (compiled kernels stay in inductor's cache on disk).
             torch.compiler.reset()
-            # fullgraph: a graph break raises here, before anything ran, instead of running half a step
+            # fullgraph: a graph break raises at the first call, before anything ran, instead of
+            # running half the step compiled and half eagerly
             self.compiled_forward = torch.compile(self.forward, mode=capture.mode, fullgraph=True, dynamic=False)
         if capture.optimizer:
             # the optimizer's own graph breaks (its no_grad switch) are by design: not fullgraph
