@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from core.engine.capture import plan_capture
 from core.engine.plan import plan_experiment
@@ -71,16 +72,16 @@ def assert_same_training(compiled: RunResult, eager: RunResult) -> None:
 
 @pytest.mark.parametrize(
     "model, batch_size",
-    [
-        ({"type": "mlp", "hidden": [32], "dropout": 0.0}, 128),  # 1077 rows: a last batch of 53, a second graph
-        (CNN, 98),  # 11 batches of 98
-    ],
+    [({"type": "mlp", "hidden": [32], "dropout": 0.0}, 128), (CNN, 98)],
     ids=["mlp", "cnn"],
 )
 def test_the_compiled_step_trains_as_the_eager_one(model: dict[str, Any], batch_size: int) -> None:
+    """1077 training rows: the last batch is smaller (53, 97) and compiles a second forward graph."""
     data = {"source": {"type": "builtin", "name": "digits"}, "batch_size": batch_size}
     eager = train(document("off", model=model, data=data, regularization={"l2": 0.001, "early_stopping": None}))
+    counters.clear()
     compiled = train(document("on", model=model, data=data, regularization={"l2": 0.001, "early_stopping": None}))
+    assert counters["stats"]["unique_graphs"] == 3, "the run compiled two forward graphs and the optimizer's"
     assert_same_training(compiled, eager)
     assert eager.summary()["eager_reason"] == "compile is 'off'"
 
