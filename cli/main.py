@@ -72,17 +72,23 @@ def _layer_table(report: dict[str, Any]) -> Table:
     return table
 
 
+DEVICE_HELP = "cpu, cuda, cuda:1 (default: cuda if present)"
+
+
 @app.command()
 def validate(
     spec_path: Annotated[Path, typer.Argument(help="the experiment spec (JSON)")],
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    device: Annotated[str | None, typer.Option(help=f"the device it would train on: {DEVICE_HELP}")] = None,
 ) -> None:
-    """Validate a spec: errors with JSON pointers, or the resolved spec and its layer table."""
+    """Validate a spec: errors with JSON pointers, or the resolved spec and its layer table. What the
+    device (this machine's, as `train` would pick it) cannot do is an error too (its precision)."""
     from core.data.files import data_access
     from core.engine.plan import validate_document
+    from core.engine.run import pick_device
 
     with data_access(local_base=spec_path.parent):  # file sources: relative to the spec file
-        report = validate_document(_read_json(spec_path))
+        report = validate_document(_read_json(spec_path), device=pick_device(device))
     if as_json:
         out_console.print_json(json.dumps(report))
     elif report["valid"]:
@@ -314,7 +320,7 @@ def train(
     spec_path: Annotated[Path, typer.Argument(help="the experiment spec (JSON)")],
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/NAME-TIME)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if present)")] = None,
+    device: Annotated[str | None, typer.Option(help=DEVICE_HELP)] = None,
     resume: Annotated[bool, typer.Option(help="continue from the checkpoint in --out (a stopped run)")] = False,
     jobs: Annotated[int, typer.Option(min=1, help="a sweep's trials trained at once, each in its own process")] = 1,
 ) -> None:
@@ -324,7 +330,8 @@ def train(
     from core.engine import distributed
     from core.engine.checkpoint import remove_checkpoint
     from core.engine.plan import plan_experiment
-    from core.engine.run import RunResult, train_run
+    from core.engine.precision import check_precision
+    from core.engine.run import RunResult, pick_device, train_run
     from core.run_folder import checkpoint_folder
     from core.spec.schema import parse_spec
 
@@ -333,6 +340,7 @@ def train(
         spec = parse_spec(document)
         with data_access(local_base=spec_path.parent):  # file sources: relative to the spec file
             plan = plan_experiment(spec)
+        check_precision(plan.spec.precision, pick_device(device))
     except SpecInvalid as exc:
         if as_json:
             out_console.print_json(json.dumps({"status": "invalid", "errors": [e.as_dict() for e in exc.errors]}))

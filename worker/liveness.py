@@ -14,6 +14,7 @@ import torch
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from core.engine.precision import computes_bf16
 from core.engine.run import pick_device
 from core.settings import Settings
 from core.store import workers
@@ -33,8 +34,8 @@ def advert_of(settings: Settings) -> workers.Advert:
         seen = 1 if device.index is not None else torch.cuda.device_count()
         if settings.devices is not None and settings.devices > seen:
             raise ValueError(f"TRAINYARD_DEVICES={settings.devices}, but this worker sees {seen} CUDA device(s)")
-        return workers.Advert(settings.devices or seen, "cuda", torch.cuda.is_bf16_supported())
-    return workers.Advert(settings.devices or 1, device.type, device.type == "cpu")  # CPU kernels take bfloat16
+        return workers.Advert(settings.devices or seen, "cuda", computes_bf16(device))
+    return workers.Advert(settings.devices or 1, device.type, computes_bf16(device))
 
 
 def usable_cores() -> int:

@@ -34,7 +34,7 @@ class InitialLoss(Callback):
             return
         x, y = state.batch
         state.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), state.autocast():
             output = state.model(x)
             state.record("init_loss", state.loss_fn(fit_output(output, y.dim()), y))
         if state.spec.task == "classification":
@@ -55,6 +55,7 @@ class Diagnostics(Callback):
         self.named: list[tuple[str, nn.Parameter]] = []
         self.before_step: list[torch.Tensor] = []
         self.measuring = False
+        self.keep: torch.Tensor | None = None  # whether this step's gradient points are kept (fp16)
 
     def _watch_activations(self, state: State) -> None:
         for name, module in state.model.named_modules():
@@ -82,6 +83,9 @@ class Diagnostics(Callback):
             handle.remove()
         self.hooks = []
 
+    def observes(self, step: int) -> bool:
+        return (self.activations or self.gradients) and step % self.every == 0
+
     def on_batch_start(self, state: State) -> None:
         self.measuring = state.step % self.every == 0
         if self.measuring and self.activations:
@@ -93,8 +97,12 @@ class Diagnostics(Callback):
             return
         named = [(n, p) for n, p in weight_tensors(state.model) if p.grad is not None]
         norms = torch._foreach_norm([p.grad for _, p in named])
+        # fp16: a non-finite gradient is the GradScaler's overflow, whose step it skips, not the
+        # model's gradient: that step's gradients and updates are not recorded
+        scaled = state.spec.precision == "fp16" and bool(norms)
+        self.keep = torch.isfinite(torch.stack(norms)).all() if scaled else None
         for (name, _), norm in zip(named, norms, strict=True):
-            state.record(f"grad_norm/{name}", norm)
+            state.record(f"grad_norm/{name}", norm, keep=self.keep)
         self.before_step = [p.detach().clone() for _, p in named]
         self.named = named
 
@@ -105,5 +113,5 @@ class Diagnostics(Callback):
             updates = torch._foreach_norm(torch._foreach_sub([p.detach() for _, p in self.named], self.before_step))
             weights = torch._foreach_norm(self.before_step)
         for (name, _), update, weight in zip(self.named, updates, weights, strict=True):
-            state.record(f"update_ratio/{name}", update / weight.clamp_min(1e-12))
+            state.record(f"update_ratio/{name}", update / weight.clamp_min(1e-12), keep=self.keep)
         self.before_step = []

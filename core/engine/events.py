@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -58,15 +59,20 @@ class State:
     stop_reason: str | None = None
     status: RunStatus = RunStatus.RUNNING
     fold: int | None = None  # the 1-based fold of a k-fold run's training
-    pending: list[tuple[int, int, str, torch.Tensor | float]] = field(default_factory=list)
+    pending: list[tuple[int, int, str, torch.Tensor | float, torch.Tensor | None]] = field(default_factory=list)
     snapshot: Callable[[], dict[str, Any]] | None = None  # the trainer's, for checkpoints
+    autocast: Callable[[], AbstractContextManager] = nullcontext  # the run's precision, around a forward pass
     new_points: list[MetricPoint] = field(default_factory=list)
     ranks: Ranks = field(default_factory=Ranks)  # this process's place in a multi-device training
     forward: torch.nn.Module | None = None  # what the training steps call, when not ``model`` (DDP around it)
 
-    def record(self, name: str, value: torch.Tensor | float, *, step: int | None = None) -> None:
-        """Queue a metric; device tensors stay on the device until the next sync."""
-        self.pending.append((self.step if step is None else step, self.epoch, name, value))
+    def record(
+        self, name: str, value: torch.Tensor | float, *, step: int | None = None, keep: torch.Tensor | None = None
+    ) -> None:
+        """Queue a metric; device tensors stay on the device until the next sync. ``keep`` (a bool
+        tensor on the device) drops the point at the sync when false, so the device decides
+        without a host sync whether a point is kept."""
+        self.pending.append((self.step if step is None else step, self.epoch, name, value, keep))
 
     def stop(self, reason: str, status: RunStatus = RunStatus.SUCCEEDED) -> None:
         """Ask the loop to stop after the current step (early stopping, cancellation, divergence)."""
@@ -95,6 +101,11 @@ class Callback:
 
     def run_event(self, event: Event, state: State) -> None:
         getattr(self, f"on_{event.value}")(state)
+
+    def observes(self, step: int) -> bool:
+        """Whether this callback looks inside the model at ``step`` (forward hooks, gradients):
+        that step runs on the eager module, never a captured one."""
+        return False
 
     def handles(self, event: Event) -> bool:
         """Whether this callback does anything on ``event`` (the loop skips the no-ops)."""

@@ -12,6 +12,7 @@ from core.data.dataset import Dataset
 from core.data.preprocess import PreprocessShapeError
 from core.data.split import split_indices
 from core.data.text import encode_dataset
+from core.engine.precision import check_precision
 from core.errors import SpecError, SpecInvalid
 from core.nn.build import LayerRow
 from core.nn.models import build_model
@@ -186,9 +187,13 @@ def plan_experiment(spec: ExperimentSpec) -> Plan:
     return Plan(spec, data, outputs, rows, sum(p.numel() for p in model.parameters()), shape, vocab)
 
 
-def validate_document(document: Any) -> dict[str, Any]:
-    """The validation report: the resolved spec and layer table, or the errors."""
+def validate_document(document: Any, *, device: torch.device | None = None) -> dict[str, Any]:
+    """The validation report: the resolved spec and layer table, or the errors; with ``device``,
+    also what that device cannot train (its ``precision``)."""
     try:
-        return plan_experiment(parse_spec(document)).report()
+        plan = plan_experiment(parse_spec(document))
+        if device is not None:
+            check_precision(plan.spec.precision, device)
+        return plan.report()
     except SpecInvalid as exc:
         return {"valid": False, "errors": [e.as_dict() for e in exc.errors]}

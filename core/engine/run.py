@@ -25,11 +25,13 @@ from core.data.split import kfold_indices, split_indices
 from core.durable import replace_files
 from core.engine import distributed
 from core.engine.callbacks import EarlyStopping, History, MetricsFile, TimeLimit
+from core.engine.capture import Capture, plan_capture
 from core.engine.checkpoint import Checkpointer, CheckpointPolicy, load_checkpoint, remove_checkpoint
 from core.engine.diagnostics import Diagnostics, InitialLoss
 from core.engine.distributed import Ranks
 from core.engine.events import Callback, State
 from core.engine.plan import Plan, plan_experiment
+from core.engine.precision import check_precision
 from core.engine.trainer import Trainer
 from core.errors import SpecError, SpecInvalid
 from core.nn.models import build_model, initialise
@@ -63,6 +65,7 @@ class RunResult:
     retryable: bool = False  # failed for a reason another attempt may not meet (out of memory)
     fold: int | None = None  # the fold of a k-fold spec this training was
     devices: int = 1  # the ranks it trained on
+    steps_ran: dict[str, Any] = field(default_factory=dict)  # precision, compiled or eager step, and why
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary; a non-finite metric (a diverged loss) becomes null. A fold's names
@@ -86,6 +89,7 @@ class RunResult:
             "params": self.params,
             "seconds": round(self.seconds, 3),
             **({"devices": self.devices} if self.devices > 1 else {}),
+            **self.steps_ran,
             **loss_scale(self.plan.spec),
             **final,
         }
@@ -164,11 +168,12 @@ def engine_callbacks(spec: ExperimentSpec, *, shared_s: float = 0.0) -> list[Cal
 
 
 def training_state(
-    spec: ExperimentSpec, model: torch.nn.Module, device: torch.device, train: Dataset
+    spec: ExperimentSpec, model: torch.nn.Module, device: torch.device, train: Dataset, *, lr_tensor: bool = False
 ) -> tuple[State, torch.optim.lr_scheduler.LRScheduler]:
-    """The trainer's state for ``model`` (already on ``device``) with the spec's optimizer, loss and
-    schedule, and its learning-rate scheduler; the first batch of ``train`` primes the state."""
-    optimizer = spec.optimizer.build(model.parameters(), device)
+    """The trainer's state for ``model`` (already on ``device``) with the spec's optimizer (its lr a
+    tensor with ``lr_tensor``), loss and schedule, and its learning-rate scheduler; the first batch
+    of ``train`` primes the state."""
+    optimizer = spec.optimizer.build(model.parameters(), device, lr_tensor=lr_tensor)
     steps_per_epoch = math.ceil(len(train) / spec.data.batch_size)
     scheduler = spec.schedule.build(optimizer, spec.epochs, steps_per_epoch)
     state = State(
@@ -202,7 +207,8 @@ def run_experiment(
     trainer snapshot (a checkpoint) to continue from; ``fold`` (1-based) is seen by callbacks as
     ``state.fold``. ``ranks``: this process's place in a training over several devices (the
     launcher's process group is joined here); a rank other than 0 runs none of the callbacks.
-    ``shared_s`` is the part of ``max_runtime_s`` the other folds took."""
+    ``shared_s`` is the part of ``max_runtime_s`` the other folds took. A ``precision`` the device
+    cannot compute in is SpecInvalid at ``/precision``."""
     if splits is None and spec.data.split.kfold:
         raise ValueError("a k-fold spec trains once per fold: use train_run")
     ranks = ranks or Ranks()
@@ -210,6 +216,10 @@ def run_experiment(
     plan = plan or plan_experiment(spec)
     spec = plan.spec  # the resolved spec: augmentations bound to the data
     torch_device = ranks.device(pick_device(device))
+    check_precision(spec.precision, torch_device)
+    capture = plan_capture(spec, plan.layer_table, torch_device)
+    if ranks.distributed and capture.compiled:
+        capture = Capture(False, reason=f"a step on {ranks.world} ranks runs eagerly (DDP all-reduces its gradients)")
     torch.manual_seed(spec.seed)
     splits = (splits or prepare_splits(spec, plan.data)).to(torch_device)
     model, _ = build_model(
@@ -220,7 +230,7 @@ def run_experiment(
     if ranks.rank:  # the same initial weights on every rank, its own dropout masks and augmentations
         torch.manual_seed(spec.seed + ranks.rank)
     with distributed.process_group(ranks, torch_device):
-        state, scheduler = training_state(spec, model, torch_device, splits.train)
+        state, scheduler = training_state(spec, model, torch_device, splits.train, lr_tensor=capture.optimizer)
         state.fold, state.ranks = fold, ranks
         state.forward = distributed.wrap(model, ranks, torch_device)
         history = History()
@@ -231,6 +241,7 @@ def run_experiment(
             scheduler=scheduler,
             generator=generator,
             sync_every=sync_every,
+            capture=capture,
         )
         if resume_from is not None:
             trainer.restore(resume_from)
@@ -273,6 +284,7 @@ def run_experiment(
         retryable=retryable,
         fold=fold,
         devices=ranks.world,
+        steps_ran=trainer.train_step.summary(),
     )
 
 

@@ -8,7 +8,10 @@ from typing import Any
 import torch
 
 from core.data.dataset import Dataset
+from core.engine.capture import EAGER, Capture
 from core.engine.events import Callback, Event, MetricPoint, State
+from core.engine.precision import MixedPrecision
+from core.engine.step import TrainStep
 from core.status import RunStatus
 from core.task import fit_output
 
@@ -37,6 +40,12 @@ def weight_tensors(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter
     return [(name, p) for name, p in model.named_parameters() if p.dim() > 1 and p.requires_grad]
 
 
+def current_lr(optimizer: torch.optim.Optimizer) -> torch.Tensor | float:
+    """The first group's lr now: a copy when it is a tensor (a schedule changes that one in place)."""
+    lr = optimizer.param_groups[0]["lr"]
+    return lr.detach().clone() if isinstance(lr, torch.Tensor) else lr
+
+
 class Trainer:
     def __init__(
         self,
@@ -46,6 +55,7 @@ class Trainer:
         scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau,
         generator: torch.Generator,
         sync_every: int = 50,
+        capture: Capture = EAGER,
     ) -> None:
         self.state = state
         self.generator = generator
@@ -61,22 +71,40 @@ class Trainer:
         self.l1, self.l2 = spec.regularization.l1, spec.regularization.l2
         self.penalised = [p for _, p in weight_tensors(state.model)]
         self.target_scale: str | None = None  # set by ``fit`` for regression targets far from unit scale
+        precision = MixedPrecision.of(spec.precision, state.device)
+        state.autocast = precision.autocast
+        self.observers = [cb for cb in self.callbacks if type(cb).observes is not Callback.observes]
+        self.train_step = TrainStep(
+            model=state.forward or state.model,  # DDP around the model on several ranks
+            optimizer=state.optimizer,
+            loss_fn=state.loss_fn,
+            precision=precision,
+            capture=capture,
+            penalty=self.penalty if self.l1 or self.l2 else None,
+            score=self.correct if self.classify else None,
+        )
 
     def fire(self, event: Event) -> None:
         for callback in self.handlers[event]:
             callback.run_event(event, self.state)
 
     def sync(self) -> dict[str, float]:
-        """Bring queued metrics to the host in one transfer and hand them to the callbacks."""
+        """Bring queued metrics (and their ``keep`` flags) to the host in one transfer and hand the
+        kept ones to the callbacks."""
         state = self.state
-        if not state.pending:
+        pending = state.pending
+        if not pending:
             return {}
-        values = torch.stack(
-            [torch.as_tensor(v, dtype=torch.float32, device=state.device).reshape(()) for *_, v in state.pending]
+        flagged = [(i, keep) for i, (*_, keep) in enumerate(pending) if keep is not None]
+        row = torch.stack(
+            [torch.as_tensor(v, dtype=torch.float32, device=state.device).reshape(()) for *_, v, _ in pending]
+            + [keep.to(torch.float32).reshape(()) for _, keep in flagged]
         ).tolist()
+        dropped = {i for (i, _), flag in zip(flagged, row[len(pending) :], strict=True) if not flag}
         state.new_points = [
             MetricPoint(step, epoch, name, value)
-            for (step, epoch, name, _), value in zip(state.pending, values, strict=True)
+            for i, ((step, epoch, name, *_), value) in enumerate(zip(pending, row, strict=False))
+            if i not in dropped
         ]
         state.pending = []
         self.fire(Event.METRICS)
@@ -108,19 +136,22 @@ class Trainer:
         chunk = max(state.spec.data.batch_size, 1024)
         for start in range(0, len(data), chunk):
             x, y = data.x[start : start + chunk], data.y[start : start + chunk]
-            output = state.model(x)
-            loss_sum += state.loss_fn(fit_output(output, y.dim()), y) * len(x)
+            with state.autocast():
+                output = state.model(x)
+                loss_sum += state.loss_fn(fit_output(output, y.dim()), y) * len(x)
             if self.classify:
                 correct += self.correct(output, y)
         state.record(f"{prefix}_loss", loss_sum / len(data))
         if self.classify:
             state.record(f"{prefix}_accuracy", correct / len(data))
 
+    def after_backward(self) -> None:
+        self.fire(Event.AFTER_BACKWARD)
+
     def train_epoch(self, train: Dataset) -> None:
         state = self.state
-        model, optimizer, loss_fn, ranks = state.model, state.optimizer, state.loss_fn, state.ranks
-        forward = state.forward or model
-        model.train()
+        ranks = state.ranks
+        state.model.train()
         batch_size = state.spec.data.batch_size
         order = torch.randperm(len(train), device=state.device, generator=self.generator)  # the same on every rank
         loss_sum = torch.zeros((), device=state.device)
@@ -132,19 +163,14 @@ class Trainer:
                 x, y = augmentation.apply(x, y)
             state.batch = (x, y)
             self.fire(Event.BATCH_START)
-            output = forward(x)
-            loss = loss_fn(fit_output(output, y.dim()), y)
-            optimizer.zero_grad(set_to_none=True)
-            objective = loss * weight if ranks.distributed else loss  # DDP averages the ranks' gradients
-            (objective + self.penalty() if self.l1 or self.l2 else objective).backward()
-            self.fire(Event.AFTER_BACKWARD)
-            optimizer.step()
+            observed = any(callback.observes(state.step) for callback in self.observers)
+            loss, right = self.train_step(x, y, observed=observed, after_backward=self.after_backward, weight=weight)
             if not self.plateau:
                 self.scheduler.step()
             if weight:  # a rank's placeholder row (weight 0) is not counted
-                loss_sum += loss.detach() * len(index)
-                if self.classify:
-                    correct += self.correct(output.detach(), y)
+                loss_sum += loss * len(index)
+                if right is not None:
+                    correct += right
             state.step += 1
             self.fire(Event.STEP_END)
             if state.step % self.sync_every == 0:
@@ -165,7 +191,7 @@ class Trainer:
         for name in ("train_loss_running", "train_loss"):
             value = synced.get(name)
             if value is not None and not math.isfinite(value):
-                lr = self.state.optimizer.param_groups[0]["lr"]
+                lr = float(self.state.optimizer.param_groups[0]["lr"])
                 advice = "lower the learning rate or check the data"
                 if self.target_scale is not None:
                     advice = (
@@ -190,7 +216,13 @@ class Trainer:
             "rng": torch.get_rng_state(),
             "generator": self.generator.get_state(),
             "callbacks": {key: callback.state_dict() for key, callback in self._stateful_callbacks().items()},
+            **self._scaler_state(),
         }
+
+    def _scaler_state(self) -> dict[str, Any]:
+        """fp16's GradScaler (its scale and growth count), when the run has one."""
+        scaler = self.train_step.precision.scaler
+        return {"grad_scaler": scaler.state_dict()} if scaler is not None else {}
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         """Continue from ``snapshot`` (taken by ``snapshot`` at an epoch end of the same spec)."""
@@ -203,6 +235,9 @@ class Trainer:
         self.generator.set_state(snapshot["generator"])
         for key, callback in self._stateful_callbacks().items():
             callback.load_state_dict(snapshot["callbacks"][key])
+        scaler = self.train_step.precision.scaler
+        if scaler is not None and snapshot.get("grad_scaler"):
+            scaler.load_state_dict(snapshot["grad_scaler"])
 
     def _stateful_callbacks(self) -> dict[str, Callback]:
         """Callbacks that carry state (early stopping's counters, ...), keyed by class and order."""
@@ -227,7 +262,7 @@ class Trainer:
                 break
             if validation is not None:
                 self.evaluate(validation, "val")
-            state.record("lr", state.optimizer.param_groups[0]["lr"])
+            state.record("lr", current_lr(state.optimizer))
             synced = self.sync()
             self.check_finite(synced)
             state.epoch_metrics = {name: synced[name] for name in EPOCH_METRICS if name in synced}

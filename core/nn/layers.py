@@ -4,7 +4,7 @@ the module with its output shape, so impossible shapes are found before any trai
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from pydantic import Field, PrivateAttr
@@ -68,6 +68,10 @@ def window_output(n: int, kernel: int, stride: int, padding: int, layer: str) ->
 
 
 class LayerSpec(TypedSpec):
+    # Why torch.compile cannot capture a training step through this layer (the run then trains
+    # eagerly, this reason in its summary); None when it can.
+    uncapturable: ClassVar[str | None] = None
+
     def build(self, shape: Shape, builder: "LayerBuilder") -> Built:
         raise NotImplementedError
 
@@ -150,6 +154,7 @@ class FractionalMaxPool(LayerSpec):
     """Fractional max pooling (Graham): pooling regions of random sizes shrink by ``ratio``."""
 
     type: Literal["fractional_max_pool"] = "fractional_max_pool"
+    uncapturable: ClassVar = "fractional max pooling draws random pooling regions in every forward pass"
     ratio: float = Field(0.7, gt=0.0, lt=1.0)
     kernel: int = Field(2, ge=1)
 
@@ -203,6 +208,7 @@ class DropConnect(LayerSpec):
     with probability p in training (inverted scaling); identity at evaluation."""
 
     type: Literal["dropconnect"] = "dropconnect"
+    uncapturable: ClassVar = "dropconnect resamples the layer's weights (a parametrization) in every forward pass"
     p: float = Field(0.5, ge=0.0, lt=1.0)
 
     def build(self, shape: Shape, builder: "LayerBuilder") -> Built:
@@ -291,6 +297,7 @@ class Embedding(LayerSpec):
 
 
 class RecurrentSpec(LayerSpec):
+    uncapturable: ClassVar = "torch.compile does not trace recurrent layers (torch._dynamo.config.allow_rnn is off)"
     hidden: int = Field(64, ge=1, le=65536)
     layers: int = Field(1, ge=1, le=16)
     bidirectional: bool = False

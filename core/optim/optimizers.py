@@ -23,10 +23,15 @@ class OptimizerSpec(TypedSpec):
         """Constructor arguments beyond lr and weight_decay."""
         return {}
 
-    def build(self, params: Iterable[torch.nn.Parameter], device: torch.device) -> torch.optim.Optimizer:
+    def build(
+        self, params: Iterable[torch.nn.Parameter], device: torch.device, *, lr_tensor: bool = False
+    ) -> torch.optim.Optimizer:
+        """The optimizer; ``lr_tensor`` gives it the lr as a (CPU, float64) tensor, which a schedule
+        changes in place, so a compiled optimizer step is not compiled again for each new lr."""
         on_gpu = device.type == "cuda"
         speed = {"fused": True} if on_gpu and self.fusable else {"foreach": on_gpu}
-        return self.torch_class(params, lr=self.lr, weight_decay=self.weight_decay, **self.options(), **speed)
+        lr = torch.tensor(self.lr, dtype=torch.float64) if lr_tensor else self.lr
+        return self.torch_class(params, lr=lr, weight_decay=self.weight_decay, **self.options(), **speed)
 
 
 @OPTIMIZERS.add

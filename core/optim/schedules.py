@@ -2,7 +2,7 @@
 optimizer step; ``reduce_on_plateau`` reacts to a validation metric instead."""
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -13,6 +13,10 @@ SCHEDULES = SpecRegistry("schedule")
 
 
 class ScheduleSpec(TypedSpec):
+    # Whether it changes the optimizer's momentum (betas) as well as its lr every step: a compiled
+    # optimizer step takes the lr as a tensor, but would be compiled again for each new momentum.
+    changes_momentum: ClassVar[bool] = False
+
     def multiplier(self, epoch: float, epochs: int) -> float:
         """lr / base lr at ``epoch`` (fractional, 0-based) of ``epochs``."""
         raise NotImplementedError
@@ -104,6 +108,7 @@ class OneCycle(ScheduleSpec):
     """Smith's one-cycle: cosine up from max_lr/div_factor to ``max_lr`` over ``pct_start`` of the run, then down."""
 
     type: Literal["one_cycle"] = "one_cycle"
+    changes_momentum: ClassVar = True
     max_lr: float = Field(0.01, gt=0.0, le=10.0)
     pct_start: float = Field(0.3, gt=0.0, lt=1.0)
     div_factor: float = Field(25.0, ge=1.0)

@@ -16,6 +16,7 @@ from core.optim.optimizers import OPTIMIZERS, Adam
 from core.optim.schedules import SCHEDULES, WarmupCosine
 from core.registry import SpecModel
 from core.spec.pointers import from_validation_error
+from core.spec.precision import Precision
 from core.spec.sweep import SweepSpec
 from core.spec.trials import trial_errors
 from core.task import Monitor, Task
@@ -109,6 +110,16 @@ class ExperimentSpec(SpecModel):
     )
     sweep: SweepSpec | None = Field(None, description="search over spec values: the run becomes a parent of trials")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="what the run needs of its worker")
+    precision: Precision = Field(
+        "fp32",
+        description="the forward pass and loss: 'fp32', or autocast to 'bf16', or to 'fp16' with a GradScaler "
+        "(CUDA only); refused where the device cannot compute in it",
+    )
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="capture the training step with torch.compile: 'auto' on CUDA (CUDA graphs), 'on' on any "
+        "device, 'off' never; a model that cannot be captured trains eagerly, the reason in its summary",
+    )
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> "ExperimentSpec":

@@ -12,10 +12,11 @@ from sqlalchemy.orm import Session
 
 from core.errors import SpecError, SpecInvalid
 from core.settings import Settings
+from core.spec.precision import refused, unsupported
 from core.spec.trials import sweep_work
 from core.status import RunStatus
 from core.store import runs, tenants, workers
-from core.store.models import Run, RunKind
+from core.store.models import Run, RunKind, Worker
 
 if TYPE_CHECKING:
     from core.engine.plan import Plan
@@ -82,12 +83,17 @@ def _check_fits_quota(plan: "Plan", settings: Settings) -> None:
 
 
 def check_workers(plan: "Plan", session: Session, settings: Settings) -> None:
-    """A run asking for more devices (``resources.devices``) than the largest live worker has is
-    refused, naming that worker. With no worker alive (they may be restarting) nothing is refused:
-    the run waits in the queue of its device count until a worker large enough consumes it."""
+    """What no live worker can train is refused: more devices (``resources.devices``) than the
+    largest live worker has, naming that worker; a ``precision`` none of the live workers with
+    enough devices computes in (their adverts' device kind and bfloat16 flag). With no worker
+    alive (they may be restarting) nothing is refused: the run waits in the queue of its device
+    count until a worker large enough consumes it (and one whose device cannot do its precision
+    fails it, saying so)."""
     live = workers.live(session=session, within_s=workers.ALIVE_BEATS * settings.worker_beat_s)
+    if not live:
+        return
     needed = plan.spec.resources.devices
-    if live and needed > live[0].devices:
+    if needed > live[0].devices:
         largest = live[0]
         raise SpecInvalid(
             [
@@ -99,6 +105,15 @@ def check_workers(plan: "Plan", session: Session, settings: Settings) -> None:
                 )
             ]
         )
+    _check_precision(plan.spec.precision, [worker for worker in live if worker.devices >= needed])
+
+
+def _check_precision(precision: str, able: list[Worker]) -> None:
+    """Refuse ``precision`` when none of the live workers ``able`` to take the run can compute in it."""
+    reasons = [unsupported(precision, device_kind=w.device_kind, bf16=w.bf16) for w in able]
+    if all(reasons):
+        kinds = ", ".join(sorted({f"{w.device_kind}{'' if w.bf16 else ' without bfloat16'}" for w in able}))
+        raise SpecInvalid([refused(precision, f"{reasons[0]}; the live workers have {kinds} devices")])
 
 
 def kind_and_children(plan: "Plan") -> tuple[RunKind, int]:

@@ -95,20 +95,24 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
 
 def _train_trial(job: TrialJob, study: optuna.Study, sweep: SweepSpec, callbacks: Sequence[Callback]) -> TrialOutcome:
     """Plan and train one trial in its folder and save it there as ``trainyard train`` does; a
-    trial whose spec does not fit its data fails without training (its summary says why)."""
+    trial whose spec does not fit its data or its device fails without training (its summary says why)."""
     failed = TrialOutcome(job.number, job.folder.name, job.params, RunStatus.FAILED, 0, None)
     with data_access(local_base=job.local_base):
         try:
             plan = plan_experiment(parse_spec(job.document))
+            reporter = [search.TrialReporter(study, job.number, sweep)] if sweep.early_stop is not None else []
+            result = train_run(
+                plan,
+                folder=job.folder,
+                callbacks=[*reporter, *callbacks],
+                device=job.device,
+                checkpoints=job.checkpoints,
+            )  # SpecInvalid before it trains when the device cannot train the trial (its precision)
         except SpecInvalid as exc:
             job.folder.mkdir(parents=True, exist_ok=True)
             failure = "; ".join(f"{e.pointer or '/'}: {e.message}" for e in exc.errors)
             (job.folder / run_folder.SUMMARY).write_text(json.dumps({"status": failed.status, "failure": failure}))
             return failed
-        reporter = [search.TrialReporter(study, job.number, sweep)] if sweep.early_stop is not None else []
-        result = train_run(
-            plan, folder=job.folder, callbacks=[*reporter, *callbacks], device=job.device, checkpoints=job.checkpoints
-        )
     assert isinstance(result, RunResult)  # the schema refuses k-fold trials
     result.save(job.folder)
     remove_checkpoint(run_folder.checkpoint_folder(job.folder))
