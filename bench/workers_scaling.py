@@ -1,10 +1,13 @@
 """Throughput of independent short runs with 2 workers ÷ 1 worker (PostgreSQL + Redis). On one
-machine, workers share its cores: give each `TRAINYARD_TORCH_THREADS` = cores ÷ workers.
+machine, workers share its cores: with no setting each takes the cores ÷ the live workers on its
+host; `TRAINYARD_TORCH_THREADS` = the machine's cores gives each torch's default instead (the
+oversubscribed case the default avoids).
 
 python bench/workers_scaling.py [--runs 12]
 """
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,14 +34,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=12)
     args = parser.parse_args()
-    table = Table(title=f"{args.runs} independent digits runs (20 epochs each), PostgreSQL + Redis")
-    for column in ("workers", "torch threads each", "runs / minute", "ratio vs the first row"):
+    cores = len(os.sched_getaffinity(0))
+    table = Table(title=f"{args.runs} independent digits runs (20 epochs each), PostgreSQL + Redis, {cores} cores")
+    for column in ("workers", "TRAINYARD_TORCH_THREADS", "threads each", "runs / minute", "ratio vs the first row"):
         table.add_column(column)
     base = None
-    for workers, threads in ((1, None), (1, 1), (2, 1), (2, None)):
+    rows = ((1, None), (1, 1), (2, 1), (2, None), (2, cores))
+    for workers, threads in rows:
         rate = throughput(workers, args.runs, threads) * 60
         base = base or rate
-        table.add_row(str(workers), str(threads or "default"), f"{rate:.1f}", f"{rate / base:.2f}")
+        each = threads or max(1, cores // workers)
+        table.add_row(str(workers), str(threads or "not set"), str(each), f"{rate:.1f}", f"{rate / base:.2f}")
     Console().print(table)
 
 

@@ -83,9 +83,9 @@ def _join_then_exit(ranks: Ranks) -> None:
 
 
 def test_a_rank_that_dies_is_named() -> None:
-    with pytest.raises(RankLost, match=r"rank 1 exited with 3 \(of 2 ranks\)"):
-        with launched(2, _join_then_exit, ()) as ranks, process_group(ranks, torch.device("cpu")):
-            dist.all_reduce(torch.ones(1))
+    dying = pytest.raises(RankLost, match=r"rank 1 exited with 3 \(of 2 ranks\)")
+    with dying, launched(2, _join_then_exit, ()) as ranks, process_group(ranks, torch.device("cpu")):
+        dist.all_reduce(torch.ones(1))
 
 
 def test_the_devices_must_be_the_launchers_processes(tmp_path: Path) -> None:
