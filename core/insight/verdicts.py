@@ -211,19 +211,29 @@ def _lr_too_high(run: _Run) -> Verdict | None:
         "rises": [{"epoch": e, "from": num(b), "to": num(a)} for e, b, a in rises],
         "end_over_start": num(progress),
     }
-    ratio = _median_update_ratio(run)
-    if ratio is not None:
-        evidence["update_ratio_median"] = num(ratio)
-    return Verdict(
-        "lr_too_high",
-        "warning",
+    return _lr_warning(
+        run,
         f"The training loss {shape} early: {_g(before)} → {_g(after)} at epoch {epoch}, and after "
         f"{len(losses)} epochs it is still {progress:.0%} of epoch {losses[0][0]}'s ({_g(last)} vs {_g(first)}). "
         f"With lr {lr} the steps jump across the minimum instead of descending into it (notes 000: "
-        "too large a learning rate makes the loss grow or leaves it unstable). Try a tenth of it and "
-        "compare the curves.",
+        "too large a learning rate makes the loss grow or leaves it unstable).",
         evidence,
-        pointer,
+    )
+
+
+def _lr_warning(run: _Run, message: str, evidence: dict[str, Any]) -> Verdict:
+    """An lr_too_high warning: the median update ratio joins its evidence (when measured), and it
+    suggests a tenth of the learning rate."""
+    ratio = _median_update_ratio(run)
+    if ratio is not None:
+        evidence["update_ratio_median"] = num(ratio)
+    doc = run.document
+    return Verdict(
+        "lr_too_high",
+        "warning",
+        f"{message} Try a tenth of it and compare the curves.",
+        evidence,
+        s.lr_pointer(doc),
         s.scale_lr(doc, 1 / t.LR_STEP),
     )
 
@@ -245,9 +255,7 @@ def _blown_up(run: _Run, losses: list[tuple[int, float]]) -> Verdict | None:
     latest = run.epochs("train_loss")[-1][1] if blown else math.nan
     if not blown or latest < t.LR_HIGH_RECOVERED * start:
         return None
-    doc = run.document
-    pointer = s.lr_pointer(doc)
-    lr = s.value_at(doc, pointer)
+    lr = s.value_at(run.document, s.lr_pointer(run.document))
     epoch, loss = max(blown, key=lambda item: item[1])
     evidence: dict[str, Any] = {
         "lr": lr,
@@ -256,19 +264,12 @@ def _blown_up(run: _Run, losses: list[tuple[int, float]]) -> Verdict | None:
         "train_loss": num(loss),
         "factor": num(loss / start),
     }
-    ratio = _median_update_ratio(run)
-    if ratio is not None:
-        evidence["update_ratio_median"] = num(ratio)
-    return Verdict(
-        "lr_too_high",
-        "warning",
+    return _lr_warning(
+        run,
         f"The training loss blew up: epoch {epoch}'s mean was {_g(loss)}, {loss / start:.3g}× the {_g(start)} "
         f"the run started at. With lr {lr} the steps overshoot so far that the model gets worse than it "
-        "was untrained (notes 000: too large a learning rate makes the loss grow). Try a tenth of it and "
-        "compare the curves.",
+        "was untrained (notes 000: too large a learning rate makes the loss grow).",
         evidence,
-        pointer,
-        s.scale_lr(doc, 1 / t.LR_STEP),
     )
 
 

@@ -105,6 +105,34 @@ def postgres_database(prefix: str) -> Iterator[str]:
             connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
+@contextmanager
+def beating_service(
+    backend: str, tmp_path: Path, *, prefix: str, beat_s: float, **extra: str
+) -> Iterator[tuple[Settings, dict[str, str]]]:
+    """Settings and a worker environment of one test's own, on ``backend`` (embedded or production):
+    its own queue, a short worker beat, and ``extra`` TRAINYARD_* variables for the workers."""
+    env = {
+        **os.environ,
+        "TRAINYARD_DATA_DIR": str(tmp_path),
+        "TRAINYARD_QUEUE": f"{prefix}-{secrets.token_hex(4)}",
+        "TRAINYARD_WORKER_BEAT_S": str(beat_s),
+        **extra,
+    }
+    with ExitStack() as stack:
+        if backend == "production":
+            _redis_reachable()
+            env["TRAINYARD_DATABASE_URL"] = stack.enter_context(postgres_database(f"trainyard_{prefix}"))
+            env["TRAINYARD_BROKER_URL"] = "redis://127.0.0.1:6379/0"
+        settings = Settings(
+            data_dir=tmp_path,
+            queue=env["TRAINYARD_QUEUE"],
+            database_url=env.get("TRAINYARD_DATABASE_URL"),
+            broker_url=env.get("TRAINYARD_BROKER_URL"),
+            worker_beat_s=beat_s,
+        )
+        yield settings, env
+
+
 @pytest.fixture(scope="module", params=["embedded", "production"])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     data_dir = tmp_path_factory.mktemp(request.param)

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from core.settings import Settings
 from core.store import workers
 from core.store.db import make_engine, migrate, session_factory
 from core.store.models import Run, Worker, utcnow
-from tests.service.conftest import ROOT, _redis_reachable, postgres_database, small_spec, wait_for
+from tests.service.conftest import ROOT, beating_service, small_spec, wait_for
 from worker.celery_app import queue_for, send, worker_queues
 
 BEAT_S = 0.3
@@ -35,26 +34,8 @@ BEAT_S = 0.3
 @pytest.fixture(params=["embedded", "production"])
 def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Settings, dict[str, str]]]:
     """Settings and a worker environment of this test's own (a short beat, a queue of its own)."""
-    env = {
-        **os.environ,
-        "TRAINYARD_DATA_DIR": str(tmp_path),
-        "TRAINYARD_QUEUE": f"routing-{secrets.token_hex(4)}",
-        "TRAINYARD_WORKER_BEAT_S": str(BEAT_S),
-        "TRAINYARD_DEVICE": "cpu",
-    }
-    with ExitStack() as stack:
-        if request.param == "production":
-            _redis_reachable()
-            env["TRAINYARD_DATABASE_URL"] = stack.enter_context(postgres_database("trainyard_routing"))
-            env["TRAINYARD_BROKER_URL"] = "redis://127.0.0.1:6379/0"
-        settings = Settings(
-            data_dir=tmp_path,
-            queue=env["TRAINYARD_QUEUE"],
-            database_url=env.get("TRAINYARD_DATABASE_URL"),
-            broker_url=env.get("TRAINYARD_BROKER_URL"),
-            worker_beat_s=BEAT_S,
-        )
-        yield settings, env
+    with beating_service(request.param, tmp_path, prefix="routing", beat_s=BEAT_S, TRAINYARD_DEVICE="cpu") as service:
+        yield service
 
 
 def start_worker(env: dict[str, str], devices: int) -> subprocess.Popen:

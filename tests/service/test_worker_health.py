@@ -3,11 +3,9 @@
 beat that meets a database error logs it and beats again."""
 
 import os
-import secrets
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from api.main import create_app
 from core.settings import Settings
 from core.store import workers
 from core.store.db import make_engine, migrate, session_factory
-from tests.service.conftest import _redis_reachable, postgres_database, start_worker
+from tests.service.conftest import beating_service, start_worker
 from worker.liveness import WorkerBeat
 
 BEAT_S = 0.3
@@ -26,25 +24,8 @@ BEAT_S = 0.3
 @pytest.fixture(params=["embedded", "production"])
 def short_beat(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Settings, dict[str, str]]]:
     """Settings and a worker environment of their own, with a short beat."""
-    env = {
-        **os.environ,
-        "TRAINYARD_DATA_DIR": str(tmp_path),
-        "TRAINYARD_QUEUE": f"health-{secrets.token_hex(4)}",
-        "TRAINYARD_WORKER_BEAT_S": str(BEAT_S),
-    }
-    with ExitStack() as stack:
-        if request.param == "production":
-            _redis_reachable()
-            env["TRAINYARD_DATABASE_URL"] = stack.enter_context(postgres_database("trainyard_health"))
-            env["TRAINYARD_BROKER_URL"] = "redis://127.0.0.1:6379/0"
-        settings = Settings(
-            data_dir=tmp_path,
-            queue=env["TRAINYARD_QUEUE"],
-            database_url=env.get("TRAINYARD_DATABASE_URL"),
-            broker_url=env.get("TRAINYARD_BROKER_URL"),
-            worker_beat_s=BEAT_S,
-        )
-        yield settings, env
+    with beating_service(request.param, tmp_path, prefix="health", beat_s=BEAT_S) as service:
+        yield service
 
 
 def health_until(client: TestClient, status: int, workers_alive: int, timeout: float = 90) -> dict:
