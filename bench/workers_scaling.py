@@ -3,7 +3,7 @@ machine, workers share its cores: with no setting each takes the cores ÷ the li
 host; `TRAINYARD_TORCH_THREADS` = the machine's cores gives each torch's default instead (the
 oversubscribed case the default avoids).
 
-python bench/workers_scaling.py [--runs 12]
+python bench/workers_scaling.py [--runs 24]
 """
 
 import argparse
@@ -32,7 +32,7 @@ def throughput(workers: int, runs: int, threads: int | None) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=12)
+    parser.add_argument("--runs", type=int, default=24)
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     table = Table(title=f"{args.runs} independent digits runs (20 epochs each), PostgreSQL + Redis, {cores} cores")
