@@ -348,12 +348,13 @@ def train(
             _print_errors(exc.errors)
         raise typer.Exit(INVALID) from None
     folder = out or Path("runs") / f"{plan.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    ranks = distributed.from_env()  # started by torchrun as one rank of several (README: several machines)
     if spec.sweep is not None:
-        if resume:
-            err_console.print("[red]--resume continues one stopped run; a sweep starts its trials afresh[/red]")
+        if resume or ranks is not None:
+            why = "--resume continues one stopped run" if resume else "torchrun's ranks train one run together"
+            err_console.print(f"[red]{why}; a sweep's trials are runs of their own[/red]")
             raise typer.Exit(INVALID)
         _train_sweep(spec, document, folder, jobs=jobs, device=device, as_json=as_json, local_base=spec_path.parent)
-    ranks = distributed.from_env()  # started by torchrun as one rank of several (README: several machines)
     follower = ranks is not None and not ranks.writer
     with EpochProgress(plan.spec.epochs, disable=as_json or follower) as progress:
         try:

@@ -6,9 +6,10 @@ gloo on the CPU, the model wrapped in ``DistributedDataParallel``.
 Each rank trains on its shard of every global batch of the epoch's permutation (the same
 permutation on every rank), weighted so that DDP's mean of the ranks' gradients is the gradient of
 the global batch's mean loss: two ranks reach the weights one process reaches with the same batch
-size. Rank 0 is the writer: it alone runs the callbacks that write (metrics, checkpoints, the
-service's reports) and decides when the run stops; the other ranks follow its decision at every
-sync point.
+size (for a model without dropout, augmentation or, on the CPU, batch norm, whose random draws
+and batch statistics are each rank's own). Rank 0 is the writer: it alone runs the callbacks
+that write (metrics, checkpoints, the service's reports), evaluates, and decides when the run
+stops; the other ranks read its numbers and follow its decision at every sync point.
 
 ``launched`` starts ranks 1..N-1 as child processes of the caller, which is rank 0: the CLI's
 ``trainyard train`` and the service's worker both train a multi-device spec that way. Under
@@ -35,9 +36,10 @@ from core.status import RunStatus
 
 log = logging.getLogger("trainyard.distributed")
 
-# How long a rank waits in a collective for the others. A rank whose peer died sees its socket
-# close and fails at once; this bounds only a peer that hangs, and must outlast the longest pause
-# the writer takes between two collectives (a checkpoint of a large model, a slow database).
+# How long a rank waits in a collective for the others. On gloo a rank whose peer died sees its
+# socket close and fails at once; NCCL notices only at this timeout (its watchdog then ends the
+# process). It must outlast the longest pause rank 0 takes between two collectives (a checkpoint
+# of a large model, a slow database).
 COLLECTIVE_TIMEOUT = timedelta(minutes=10)
 
 # A child rank's exit once the run has ended on rank 0 (its last collective is behind it).
@@ -88,6 +90,15 @@ class Ranks:
             values = values.clone()
             dist.all_reduce(values, op=dist.ReduceOp.SUM)
         return values
+
+    def from_writer(self, values: dict[str, float]) -> dict[str, float]:
+        """Rank 0's ``values`` on every rank (an epoch's metrics: what the schedule, early stopping
+        and the divergence check read must be the same everywhere; only rank 0 evaluates)."""
+        if not self.distributed:
+            return values
+        box = [values]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def follow_writer(self, state: Any) -> None:
         """Every rank takes rank 0's stop decision (a cancel, the time limit, early stopping, a
@@ -160,13 +171,23 @@ def _variables(port: int, rank: int, world: int) -> dict[str, str]:
     return dict(zip(LAUNCHER_VARIABLES, values, strict=True))
 
 
-def _rank_main(rank: int, world: int, port: int, threads: int, target: Callable[..., Any], args: tuple) -> None:
-    """A child rank: the torchrun variables, its share of the CPU threads, then ``target(ranks, *args)``."""
+def _rank_main(
+    rank: int, world: int, port: int, threads: int, target: Callable[..., Any], args: tuple, reports: Any
+) -> None:
+    """A child rank: the torchrun variables, its share of the CPU threads, then ``target(ranks, *args)``,
+    which returns ``(failure, retryable)`` when its training failed. A failure or an error is put on
+    ``reports`` for rank 0 to name."""
     os.environ.update(_variables(port, rank, world))
     torch.set_num_threads(threads)
     parent = os.getppid()
     threading.Thread(target=_exit_with, args=(parent,), name="rank-watch", daemon=True).start()
-    target(Ranks(rank, world, rank), *args)
+    try:
+        failed = target(Ranks(rank, world, rank), *args)
+    except BaseException as exc:
+        reports.put((rank, f"{type(exc).__name__}: {exc}".splitlines()[0], False))
+        raise
+    if failed is not None:
+        reports.put((rank, *failed))
 
 
 def _exit_with(parent: int) -> None:
@@ -179,8 +200,13 @@ def _exit_with(parent: int) -> None:
 
 
 class RankLost(RuntimeError):
-    """A rank of a multi-device training died (killed, out of memory, a crash): like a lost worker,
-    the run may succeed on another attempt, from its checkpoint."""
+    """A rank of a multi-device training died (killed, out of memory, gone without a word): like a
+    lost worker, the run may succeed on another attempt, from its checkpoint."""
+
+
+class RankFailed(RuntimeError):
+    """A rank of a multi-device training raised an error of the run's own (another attempt would
+    meet it too)."""
 
 
 def _ended(code: int | None) -> str:
@@ -189,18 +215,39 @@ def _ended(code: int | None) -> str:
     return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
 
 
+def _lost_or_failed(children: list[Any], reports: Any, world: int) -> RuntimeError | None:
+    """What happened to the children once rank 0's training broke: a child's own report (its error,
+    or a failure such as running out of memory), else how a dead child ended; None when none died
+    or reported."""
+    said = {}
+    while not reports.empty():
+        rank, failure, retryable = reports.get()
+        said[rank] = (failure, retryable)
+    if said:
+        what = "; ".join(f"rank {rank}: {failure}" for rank, (failure, _) in sorted(said.items()))
+        if all(retryable for _, retryable in said.values()):
+            return RankLost(f"{what} (of {world} ranks)")
+        return RankFailed(f"{what} (of {world} ranks)")
+    dead = [(rank, child.exitcode) for rank, child in enumerate(children, 1) if child.exitcode]
+    if dead:
+        return RankLost(", ".join(f"rank {rank} {_ended(code)}" for rank, code in dead) + f" (of {world} ranks)")
+    return None
+
+
 @contextmanager
 def launched(world: int, target: Callable[..., Any], args: tuple) -> Iterator[Ranks]:
     """Start ranks 1..``world``-1 on this machine, each running ``target(Ranks, *args)`` in a fresh
     process, and yield rank 0's ``Ranks`` for the caller to train as. CPU ranks share the caller's
     threads. On leaving, the children are joined (those still running after ``JOIN_TIMEOUT_S``, or
-    at once when rank 0 failed, are killed), so no rank outlives its training. A child that died
-    is a ``RankLost``, naming it and how it ended."""
+    at once when rank 0 failed, are killed), so no rank outlives its training. When rank 0's
+    training breaks because of a child, the error names it: ``RankFailed`` for an error of the
+    run's own, ``RankLost`` for a child that died or ran out of memory (worth another attempt)."""
     port = free_port()
     threads = max(1, torch.get_num_threads() // world)
     context = mp.get_context("spawn")
+    reports = context.SimpleQueue()
     children = [
-        context.Process(target=_rank_main, args=(rank, world, port, threads, target, args), daemon=True)
+        context.Process(target=_rank_main, args=(rank, world, port, threads, target, args, reports), daemon=True)
         for rank in range(1, world)
     ]
     saved = {key: os.environ.get(key) for key in LAUNCHER_VARIABLES}
@@ -213,11 +260,10 @@ def launched(world: int, target: Callable[..., Any], args: tuple) -> Iterator[Ra
         yield Ranks(0, world, 0)
     except Exception as exc:
         for child in children:
-            child.join(timeout=1.0)  # a peer's death is what usually breaks rank 0's collective
-        dead = [(rank, child.exitcode) for rank, child in enumerate(children, 1) if child.exitcode]
-        if dead:
-            what = ", ".join(f"rank {rank} {_ended(code)}" for rank, code in dead)
-            raise RankLost(f"{what} (of {world} ranks)") from exc
+            child.join(timeout=1.0)  # a peer's end is what usually breaks rank 0's collective
+        named = _lost_or_failed(children, reports, world)
+        if named is not None:
+            raise named from exc
         raise
     finally:
         for child in children:
@@ -232,6 +278,6 @@ def launched(world: int, target: Callable[..., Any], args: tuple) -> Iterator[Ra
             else:
                 os.environ[key] = value
         torch.set_num_threads(own_threads)
-    dead = [(rank, child.exitcode) for rank, child in enumerate(children, 1) if child.exitcode]
-    if dead:
-        raise RankLost(", ".join(f"rank {rank} {_ended(code)} after the training" for rank, code in dead))
+    for rank, child in enumerate(children, 1):
+        if child.exitcode:  # after every collective of the training: rank 0's result stands
+            log.warning("rank %d %s after the training", rank, _ended(child.exitcode))

@@ -212,6 +212,8 @@ def run_experiment(
     if splits is None and spec.data.split.kfold:
         raise ValueError("a k-fold spec trains once per fold: use train_run")
     ranks = ranks or Ranks()
+    if ranks.world != spec.resources.devices:
+        raise ValueError(f"a spec on {spec.resources.devices} devices trains as that many ranks: use train_run")
     started = time.perf_counter()
     plan = plan or plan_experiment(spec)
     spec = plan.spec  # the resolved spec: augmentations bound to the data
@@ -418,10 +420,31 @@ def _train_in(
     devices = plan.spec.resources.devices
     if devices == 1 or options.ranks is not None:
         return _train_as(plan, folder, options, splits, fold, resume_from, options.ranks)
+    _check_devices(devices, pick_device(options.device))
     splits = splits or prepare_splits(plan.spec, plan.data)  # prepared once, sent to every rank
     follow = (plan, splits, options.device, options.sync_every, fold, resume_from)
     with distributed.launched(devices, _follow, follow) as ranks:
         return _train_as(plan, folder, options, splits, fold, resume_from, ranks)
+
+
+def _check_devices(devices: int, device: torch.device) -> None:
+    """SpecInvalid at ``/resources/devices`` when this machine cannot start ``devices`` ranks on
+    ``device``: ranks take ``cuda:0`` to ``cuda:N-1``, so a device index cannot be chosen, and there
+    must be that many; on the CPU any number of gloo ranks can start."""
+    if device.type != "cuda":
+        return
+    seen = torch.cuda.device_count()
+    if device.index is not None or seen < devices:
+        why = f"the device is {device}" if device.index is not None else f"this machine has {seen} CUDA device(s)"
+        raise SpecInvalid(
+            [
+                SpecError(
+                    "/resources/devices",
+                    f"the run asks for {devices} devices, one rank on each of cuda:0 to cuda:{devices - 1}; {why}",
+                    f"ask for at most {seen} devices, or name the device 'cuda'",
+                )
+            ]
+        )
 
 
 def _train_as(
@@ -465,11 +488,12 @@ def _follow(
     sync_every: int,
     fold: int | None,
     resume_from: dict[str, Any] | None,
-) -> None:
-    """A rank other than 0, in a process of its own: the same training, writing nothing. The
-    snapshot's tensors arrived in memory shared with rank 0: copied, so that the optimizer state
-    loaded from them (SGD's momentum, Adam's moments) is this rank's own."""
-    run_experiment(
+) -> tuple[str, bool] | None:
+    """A rank other than 0, in a process of its own: the same training, writing nothing; its
+    failure and whether it is worth another attempt, when it failed. The snapshot's tensors arrived
+    in memory shared with rank 0: copied, so that the optimizer state loaded from them (SGD's
+    momentum, Adam's moments) is this rank's own."""
+    result = run_experiment(
         plan.spec,
         plan=plan,
         device=device,
@@ -479,6 +503,7 @@ def _follow(
         fold=fold,
         ranks=ranks,
     )
+    return (result.failure or "", result.retryable) if result.status == RunStatus.FAILED else None
 
 
 def _fold_indices(plan: Plan) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
@@ -512,7 +537,7 @@ def _train_kfold(plan: Plan, folder: Path, options: _Options) -> KFoldResult:
         if summary is None:
             shared = sum(earlier["seconds"] for earlier in folds)
             result = _train_fold(plan, fold_folder, replace(options, shared_s=shared), i)
-            if result.status == RunStatus.SUCCEEDED:
+            if result.status == RunStatus.SUCCEEDED and (options.ranks is None or options.ranks.writer):
                 result.save(fold_folder)
                 remove_checkpoint(run_folder.checkpoint_folder(fold_folder))
             summary, retryable = result.summary(), result.retryable

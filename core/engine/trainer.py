@@ -186,6 +186,7 @@ class Trainer:
         state.record("train_loss", totals[0] / len(train))
         if self.classify:
             state.record("train_accuracy", totals[1] / len(train))
+        ranks.follow_writer(state)  # a stop rank 0 took since the last sync point (the time limit)
 
     def check_finite(self, synced: dict[str, float]) -> None:
         for name in ("train_loss_running", "train_loss"):
@@ -260,10 +261,10 @@ class Trainer:
             self.train_epoch(train)
             if state.stopping:
                 break
-            if validation is not None:
+            if validation is not None and state.ranks.writer:
                 self.evaluate(validation, "val")
             state.record("lr", current_lr(state.optimizer))
-            synced = self.sync()
+            synced = state.ranks.from_writer(self.sync())  # rank 0 evaluates; every rank reads its numbers
             self.check_finite(synced)
             state.epoch_metrics = {name: synced[name] for name in EPOCH_METRICS if name in synced}
             if state.stopping:

@@ -25,7 +25,8 @@ class Advert:
 
 
 def beat(*, session: Session, name: str, host: str, pid: int, advert: Advert) -> None:
-    """Record that worker ``name`` is alive now (its row is made on the first beat)."""
+    """Record that worker ``name`` is alive now, with what it can train (its row is made on the
+    first beat)."""
     now = utcnow()
     worker = session.get(Worker, name)
     if worker is None:
@@ -41,8 +42,9 @@ def beat(*, session: Session, name: str, host: str, pid: int, advert: Advert) ->
                 bf16=advert.bf16,
             )
         )
-    else:
+    else:  # a restarted process may reuse a killed one's name (host:pid): what it has is its own
         worker.seen_at = now
+        worker.devices, worker.device_kind, worker.bf16 = advert.devices, advert.device_kind, advert.bf16
     session.commit()
 
 

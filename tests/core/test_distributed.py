@@ -16,10 +16,14 @@ import pytest
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
-from core.engine.distributed import RankLost, Ranks, launched, process_group
+from cli.main import app
+from core.engine import run as engine_run
+from core.engine.distributed import RankFailed, RankLost, Ranks, _lost_or_failed, launched, process_group
+from core.engine.events import Callback, State
 from core.engine.plan import plan_experiment
-from core.engine.run import train_run
+from core.engine.run import prepare_splits, run_experiment, train_run
 from core.errors import SpecInvalid
 from core.spec.schema import parse_spec
 
@@ -28,12 +32,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def document(devices: int, **overrides: Any) -> dict[str, Any]:
     """A digits MLP without dropout or batch norm (their randomness and batch statistics are each
-    rank's own), SGD at a constant lr; 1078 training rows in batches of 64 end with a batch of 54."""
+    rank's own), SGD at a constant lr; 1078 training rows in batches of 63 end with a batch of 7,
+    which two ranks split 4 + 3 (their losses weighted 8/7 and 6/7)."""
     return {
         "name": f"ranks-{devices}",
         "seed": 0,
         "epochs": 3,
-        "data": {"source": {"type": "builtin", "name": "digits"}, "batch_size": 64},
+        "data": {"source": {"type": "builtin", "name": "digits"}, "batch_size": 63},
         "model": {"type": "mlp", "hidden": [32], "dropout": 0.0},
         "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.9},
         "schedule": {"type": "constant"},
@@ -171,3 +176,70 @@ def test_torchrun_starts_the_same_entry_point_as_its_ranks(tmp_path: Path) -> No
     launched_here = train_run(plan_experiment(parse_spec(document(2, epochs=2))), folder=tmp_path / "here")
     for name, tensor in weights(tmp_path / "torchrun").items():
         torch.testing.assert_close(tensor, launched_here.model.state_dict()[name], rtol=0, atol=1e-6, msg=name)
+
+
+class StopAtStep(Callback):
+    """Rank 0's stop between two sync points (as the time limit and a cancel take it)."""
+
+    def on_step_end(self, state: State) -> None:
+        if state.step == 3:
+            state.stop("stopped by the test", status="cancelled")
+
+
+def test_the_ranks_stop_together_when_rank_0_stops_between_sync_points(tmp_path: Path) -> None:
+    started = time.monotonic()
+    plan = plan_experiment(parse_spec(document(2, epochs=50)))
+    result = train_run(plan, folder=tmp_path / "stopped", callbacks=[StopAtStep()])
+    assert result.status == "cancelled" and result.epochs == 1, result.summary()
+    limited = train_run(plan_experiment(parse_spec(document(2, epochs=500, max_runtime_s=1.0))), folder=tmp_path / "t")
+    assert limited.status == "failed" and "time limit" in (limited.failure or ""), limited.summary()
+    assert time.monotonic() - started < 45, "a rank waited for the others"  # the join timeout is 60 s
+
+
+def test_a_rank_that_raises_is_named_with_its_error(tmp_path: Path) -> None:
+    """Batch norm on a rank whose share of the last batch is one row raises there only."""
+    doc = document(2, epochs=1, model={"type": "mlp", "hidden": [16], "batch_norm": True, "dropout": 0.0})
+    spec = parse_spec(doc)
+    rows = len(prepare_splits(spec, plan_experiment(spec).data).train)
+    doc["data"]["batch_size"] = next(size for size in range(5, 40) if rows % size == 3)  # last batch: 2 + 1 rows
+    with pytest.raises(RankFailed, match=r"rank 1: ValueError: Expected more than 1 value per channel"):
+        train_run(plan_experiment(parse_spec(doc)), folder=tmp_path)
+
+
+class Reports:
+    def __init__(self, *items: tuple[int, str, bool]) -> None:
+        self.items = list(items)
+
+    def empty(self) -> bool:
+        return not self.items
+
+    def get(self) -> tuple[int, str, bool]:
+        return self.items.pop(0)
+
+
+def test_a_ranks_report_says_whether_another_attempt_may_succeed() -> None:
+    oom = _lost_or_failed([], Reports((1, "out of memory on cuda:1: ...", True)), 2)
+    assert isinstance(oom, RankLost) and str(oom) == "rank 1: out of memory on cuda:1: ... (of 2 ranks)"
+    error = _lost_or_failed([], Reports((1, "ValueError: bad", False), (2, "out of memory", True)), 3)
+    assert isinstance(error, RankFailed) and "rank 1: ValueError: bad; rank 2: out of memory" in str(error)
+    assert _lost_or_failed([], Reports(), 2) is None
+
+
+def test_a_machine_without_the_devices_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for device in ("cuda", "cuda:1"):
+        with pytest.raises(SpecInvalid) as caught:
+            engine_run._check_devices(2, torch.device(device))
+        assert caught.value.errors[0].pointer == "/resources/devices"
+    engine_run._check_devices(4, torch.device("cpu"))  # gloo ranks: as many as asked
+    with pytest.raises(ValueError, match="use train_run"):
+        run_experiment(parse_spec(document(2)))
+
+
+def test_a_sweep_is_not_trained_by_torchruns_ranks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each rank would train every trial into the same folders: a sweep's trials are runs of their own."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    result = CliRunner().invoke(app, ["train", str(ROOT / "examples" / "lr_sweep.json"), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "torchrun's ranks train one run together" in result.output
+    assert not any(tmp_path.iterdir())

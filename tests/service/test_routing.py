@@ -206,3 +206,16 @@ def wait_for_line(log: Path, line: str, timeout: float = 60) -> None:
     while not (log.exists() and line in log.read_text()):
         assert time.monotonic() < deadline, f"{log.name} never logged {line!r}:\n{log.read_text()[-2000:]}"
         time.sleep(0.1)
+
+
+def test_a_workers_row_says_what_its_process_has_now(tmp_path: Path) -> None:
+    """A restarted process can take a killed one's name (host:pid, pid 1 in a container): each beat
+    rewrites the advert, so routing never reads the old process's devices."""
+    settings = Settings(data_dir=tmp_path)
+    migrate(settings.resolved_database_url)
+    sessions = session_factory(make_engine(settings.resolved_database_url))
+    with sessions() as session:
+        workers.beat(session=session, name="box:1", host="box", pid=1, advert=workers.Advert(4, "cuda", True))
+        workers.beat(session=session, name="box:1", host="box", pid=1, advert=workers.Advert(1, "cpu", True))
+        (row,) = workers.live(session=session, within_s=60)
+        assert (row.devices, row.device_kind) == (1, "cpu")
