@@ -47,6 +47,8 @@ class TrainStep:
     ) -> None:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.precision, self.penalty, self.score = precision, penalty, score
+        # a CNN on CUDA: its weights were put in channels_last before DDP wrapped the model
+        # (run_experiment); the step converts each batch
         self.channels_last = channels_last(model, precision.device)
         self.compiled, self.eager_reason = capture.compiled, capture.reason
         self.steps = 0
