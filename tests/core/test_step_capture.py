@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import torch
+from functorch.compile import make_boxed_func
+from torch._dynamo.backends.common import aot_autograd
 from torch._dynamo.utils import counters
 
 from core.engine import distributed
@@ -173,6 +175,43 @@ def test_a_compile_error_mid_run_goes_on_eagerly_from_the_same_state(
     assert summary["eager_reason"].startswith("torch.compile failed at step 9: ")
     assert "refuses the last batch" in summary["eager_reason"]
     assert f"training eagerly from here: {summary['eager_reason']}" in caplog.text
+    expected = eager.model.state_dict()
+    for name, tensor in fell_back.model.state_dict().items():
+        torch.testing.assert_close(tensor, expected[name], rtol=0.0, atol=WEIGHT_ATOL, msg=name)
+
+
+def test_a_backward_compile_error_redoes_the_step_eagerly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """AOTAutograd compiles the backward at the first ``.backward()``, after the compiled forward
+    ran (batch norm's running statistics updated): a backend whose backward compiler raises. The
+    step is redone eagerly from the state before it, and the run ends as the eager one does, batch
+    norm's statistics (the validation losses) included."""
+    real_compile = torch.compile
+
+    def refuse_backward(graph: torch.fx.GraphModule, inputs: list[torch.Tensor]) -> Any:
+        raise RuntimeError("this backend refuses the backward")
+
+    backend = aot_autograd(
+        fw_compiler=lambda graph, inputs: make_boxed_func(graph.forward), bw_compiler=refuse_backward
+    )
+
+    def compile_with(function: Any, **options: Any) -> Any:
+        return real_compile(function, **{**options, "mode": None, "backend": backend})
+
+    monkeypatch.setattr(torch, "compile", compile_with)
+    data = {"source": {"type": "builtin", "name": "digits"}, "batch_size": 128}
+    with caplog.at_level(logging.WARNING, logger="trainyard.engine"):
+        fell_back = train(document("on", model=CNN, data=data))
+    eager = train(document("off", model=CNN, data=data))
+    summary = fell_back.summary()
+    assert summary["status"] == "succeeded" and summary["step"] == "eager"
+    assert summary["eager_reason"].startswith("torch.compile failed at step 2: ")  # step 1: the diagnostics'
+    assert "refuses the backward" in summary["eager_reason"]
+    assert f"training eagerly from here: {summary['eager_reason']}" in caplog.text
+    for name in ("train_loss", "val_loss"):
+        got, want = fell_back.history.series(name), eager.history.series(name)
+        torch.testing.assert_close(torch.tensor(got), torch.tensor(want), rtol=LOSS_RTOL, atol=0.0, msg=name)
     expected = eager.model.state_dict()
     for name, tensor in fell_back.model.state_dict().items():
         torch.testing.assert_close(tensor, expected[name], rtol=0.0, atol=WEIGHT_ATOL, msg=name)
