@@ -64,9 +64,16 @@ def plan_capture(spec: ExperimentSpec, rows: Sequence[LayerRow], device: torch.d
 
 
 def channels_last(model: torch.nn.Module, device: torch.device) -> bool:
-    """Put a CNN's weights in channels_last on CUDA (its convolutions' fast layout, for which the
-    step converts each batch too); whether it did."""
-    if device.type != "cuda" or not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+    """Whether ``model`` trains in channels_last: a CNN on CUDA (its convolutions' fast layout).
+    Its weights are converted once, before anything wraps the model (``to_channels_last``), and
+    the step converts each batch."""
+    return device.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def to_channels_last(model: torch.nn.Module, device: torch.device) -> bool:
+    """Put ``model``'s weights in channels_last where ``channels_last`` says it trains so; whether
+    it did. Before DDP wraps the model: its gradient buckets take the parameters' layout then."""
+    if not channels_last(model, device):
         return False
     model.to(memory_format=torch.channels_last)
     return True

@@ -62,6 +62,22 @@ def unflatten(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return tree
 
 
+def match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give each optimizer state tensor shaped as its parameter (momentum, moments) the parameter's
+    layout. A checkpoint stores them contiguous, and ``load_state_dict`` keeps that, but a CNN on
+    CUDA trains in channels_last: a fused optimizer pairs a weight's and its state's elements in
+    memory order, so with other strides it updates the wrong elements."""
+    for parameter, values in optimizer.state.items():
+        for key, value in values.items():
+            if (
+                isinstance(value, torch.Tensor)
+                and value.shape == parameter.shape
+                and value.stride() != parameter.stride()
+            ):
+                # empty_like keeps the parameter's strides (a dense tensor's memory format)
+                values[key] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
+
+
 def save_checkpoint(folder: Path, snapshot: dict[str, Any]) -> None:
     """Write ``snapshot`` to ``folder``: in full and synced to the disk in a sibling folder, which
     then takes its place; the checkpoint it replaces is kept as the previous one (``.old``)."""

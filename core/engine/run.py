@@ -25,7 +25,7 @@ from core.data.split import kfold_indices, split_indices
 from core.durable import replace_files
 from core.engine import distributed
 from core.engine.callbacks import EarlyStopping, History, MetricsFile, TimeLimit
-from core.engine.capture import Capture, plan_capture
+from core.engine.capture import Capture, plan_capture, to_channels_last
 from core.engine.checkpoint import Checkpointer, CheckpointPolicy, load_checkpoint, remove_checkpoint
 from core.engine.diagnostics import Diagnostics, InitialLoss
 from core.engine.distributed import Ranks
@@ -229,6 +229,7 @@ def run_experiment(
     )
     initialise(model, spec.model.init)
     model.to(torch_device)
+    to_channels_last(model, torch_device)  # before DDP wraps it (its buckets take the weights' layout)
     if ranks.rank:  # the same initial weights on every rank, its own dropout masks and augmentations
         torch.manual_seed(spec.seed + ranks.rank)
     with distributed.process_group(ranks, torch_device):

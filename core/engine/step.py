@@ -47,9 +47,12 @@ class TrainStep:
     ) -> None:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.precision, self.penalty, self.score = precision, penalty, score
+        # a CNN on CUDA: its weights were put in channels_last before DDP wrapped the model
+        # (run_experiment); the step converts each batch
         self.channels_last = channels_last(model, precision.device)
         self.compiled, self.eager_reason = capture.compiled, capture.reason
         self.steps = 0
+        self.backward_ran: set[tuple[Any, ...]] = set()  # the batch shapes whose compiled backward ran
         self.mark_steps = capture.mode == "reduce-overhead"  # CUDA graphs: each step's outputs are new
         self.compiled_forward: Callable[..., Outputs] | None = None
         self.compiled_optimizer: Callable[[], None] | None = None
@@ -99,13 +102,37 @@ class TrainStep:
         for fp16 the gradients unscaled before ``after_backward``); ``weight``: the loss's, on one
         rank of several (their steps are never captured)."""
         self.steps += 1
+        compiled = self.compiled and not observed and weight == 1.0
+        shapes = (x.shape, x.dtype, y.shape, y.dtype)
+        # where the backward is yet to compile, the buffers (batch norm's statistics) as they were
+        first = compiled and shapes not in self.backward_ran
+        buffers = [buffer.clone() for buffer in self.model.buffers()] if first else []
         if weight != 1.0:
             total, loss, correct = self.forward(x, y, weight)
         else:
-            total, loss, correct = self._forward(x, y, compiled=self.compiled and not observed)
+            total, loss, correct = self._forward(x, y, compiled=compiled)
         self.optimizer.zero_grad(set_to_none=True)
+        try:
+            self._backward(total)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:
+            if not (compiled and self.compiled):  # the forward ran eagerly: no compiled backward failed
+                raise
+            # the compiled backward failed (compiled at its first call, or run): the optimizer has
+            # not stepped, so the step is redone eagerly from the same parameters and buffers
+            # (unless a recompile for shapes whose backward ran before: the statistics then take
+            # this batch twice)
+            self._fall_back(exc)
+            with torch.no_grad():
+                for buffer, value in zip(self.model.buffers(), buffers, strict=False):
+                    buffer.copy_(value)
+            self.optimizer.zero_grad(set_to_none=True)
+            total, loss, correct = self.forward(x, y)
+            self._backward(total)
+        if compiled and self.compiled:
+            self.backward_ran.add(shapes)
         scaler = self.precision.scaler
-        (scaler.scale(total) if scaler is not None else total).backward()
         if scaler is not None and observed:
             scaler.unscale_(self.optimizer)  # the callbacks read the true gradients
         after_backward()
@@ -116,8 +143,14 @@ class TrainStep:
             self._step_optimizer(compiled=self.compiled and not observed)
         return loss, correct
 
-    # A compile error is raised before the compiled code runs (fullgraph forward; the optimizer's
-    # graph is its whole math), so after one the state is as it was and the eager path redoes it.
+    def _backward(self, total: torch.Tensor) -> None:
+        scaler = self.precision.scaler
+        (scaler.scale(total) if scaler is not None else total).backward()
+
+    # A compile error in the forward or the optimizer's step is raised before the compiled code
+    # runs (fullgraph forward; the optimizer's graph is its whole math), so after one the state is
+    # as it was and the eager path redoes it. The backward is compiled at its first call, after the
+    # compiled forward ran: the step is then redone eagerly whole (see __call__).
 
     def _forward(self, x: torch.Tensor, y: torch.Tensor, *, compiled: bool) -> Outputs:
         if compiled and self.compiled_forward is not None:

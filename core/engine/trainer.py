@@ -9,6 +9,7 @@ import torch
 
 from core.data.dataset import Dataset
 from core.engine.capture import EAGER, Capture
+from core.engine.checkpoint import match_parameter_layouts
 from core.engine.events import Callback, Event, MetricPoint, State
 from core.engine.precision import MixedPrecision
 from core.engine.step import TrainStep
@@ -231,6 +232,7 @@ class Trainer:
         state.epoch, state.step = snapshot["epoch"], snapshot["step"]
         state.model.load_state_dict(snapshot["model"])
         state.optimizer.load_state_dict(snapshot["optimizer"])
+        match_parameter_layouts(state.optimizer)  # a channels_last CNN's, stored contiguous
         self.scheduler.load_state_dict(snapshot["scheduler"])
         torch.set_rng_state(snapshot["rng"])
         self.generator.set_state(snapshot["generator"])

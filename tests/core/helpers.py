@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.engine import capture, step
 from core.engine.run import RunResult, run_experiment
 from core.nn.build import LayerRow
 from core.nn.models import MODELS, build_model
@@ -35,6 +36,29 @@ def spec_document(**overrides: Any) -> dict[str, Any]:
 def train(document: dict[str, Any], **kwargs: Any) -> RunResult:
     """Parse and run a spec on the CPU."""
     return run_experiment(parse_spec(document), device="cpu", **kwargs)
+
+
+def channels_last_on_the_cpu(monkeypatch: Any) -> None:
+    """Train CNNs in channels_last on the CPU as on CUDA: capture's predicate, which run_experiment
+    (the weights) and the step (each batch) ask, says yes for any model with a convolution."""
+
+    def has_conv(model: nn.Module, device: torch.device) -> bool:
+        return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+    monkeypatch.setattr(capture, "channels_last", has_conv)
+    monkeypatch.setattr(step, "channels_last", has_conv)
+
+
+# Two convolutions: the second's weight has several input channels, where the layouts differ
+# (with one input channel a weight is contiguous in both).
+TWO_CONV_CNN = {
+    "type": "cnn",
+    "layers": [{"type": "conv", "filters": 4, "padding": "same"}, {"type": "conv", "filters": 4}, {"type": "max_pool"}],
+}
+
+
+def second_conv(model: nn.Module) -> nn.Conv2d:
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d)][1]
 
 
 def build_layers(

@@ -3,6 +3,7 @@ weights as one trained straight through; a checkpoint is on the disk before it t
 and one that cannot be read is skipped for the one before (of the same attempt, or an earlier
 one); the time limit fails a run with its reason, counting the time every attempt trained."""
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -27,7 +28,9 @@ from core.engine.checkpoint import (
 from core.engine.events import Callback, State
 from core.engine.plan import plan_experiment
 from core.engine.run import run_experiment, train_run
+from core.optim import optimizers
 from core.spec.schema import parse_spec
+from tests.core.helpers import TWO_CONV_CNN, channels_last_on_the_cpu, second_conv
 
 SPEC = {
     "seed": 3,
@@ -64,6 +67,50 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) -> N
     assert resumed.final == straight.final
     without = run_experiment(spec, device="cpu", resume_from={**snapshot, "rng": torch.get_rng_state()})
     assert not all(torch.equal(t, expected[n]) for n, t in without.model.state_dict().items())  # RNG state matters
+
+
+class OptimizerLayouts(Callback):
+    """Whether each optimizer state tensor shaped as its parameter has its strides, as training starts."""
+
+    def on_fit_start(self, state: State) -> None:
+        self.matching = [
+            value.stride() == p.stride()
+            for p, values in state.optimizer.state.items()
+            for value in values.values()
+            if value.shape == p.shape
+        ]
+
+
+def test_a_resumed_channels_last_cnn_keeps_its_momentum_in_its_weights_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on CUDA: a CNN in channels_last, SGD fused (its CUDA build; fused runs on the CPU too).
+    The checkpoint stores the momentum contiguous; restored, it takes its weight's layout again,
+    else the fused step, which pairs the tensors' elements in memory order, updates the wrong ones."""
+    channels_last_on_the_cpu(monkeypatch)
+    monkeypatch.setattr(optimizers.SGD, "torch_class", functools.partial(torch.optim.SGD, fused=True))
+    spec = parse_spec(
+        {
+            "seed": 3,
+            "epochs": 3,
+            "data": {"source": {"type": "builtin", "name": "digits"}, "batch_size": 256},
+            "model": TWO_CONV_CNN,
+            "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9},
+            "diagnostics": {"activations": False, "gradients": False},
+        }
+    )
+    straight = run_experiment(spec, device="cpu")
+    assert second_conv(straight.model).weight.is_contiguous(memory_format=torch.channels_last)
+    folder = tmp_path / "checkpoint"
+    run_experiment(spec, device="cpu", callbacks=[Checkpointer(folder, 1), StopAfter(1)])
+    snapshot = load_checkpoint(folder)
+    assert all(values["momentum_buffer"].is_contiguous() for values in snapshot["optimizer"]["state"].values())
+    layouts = OptimizerLayouts()
+    resumed = run_experiment(spec, device="cpu", resume_from=snapshot, callbacks=[layouts])
+    assert len(layouts.matching) == len(snapshot["optimizer"]["state"]) and all(layouts.matching)
+    expected = straight.model.state_dict()
+    for name, tensor in resumed.model.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
 
 
 def test_flatten_round_trips_optimizer_state() -> None:

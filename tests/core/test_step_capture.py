@@ -14,13 +14,18 @@ from typing import Any
 
 import pytest
 import torch
+from functorch.compile import make_boxed_func
+from torch._dynamo.backends.common import aot_autograd
 from torch._dynamo.utils import counters
 
-from core.engine.capture import plan_capture
+from core.engine import distributed
+from core.engine.capture import EAGER, plan_capture
 from core.engine.plan import plan_experiment
+from core.engine.precision import MixedPrecision
 from core.engine.run import RunResult, run_experiment
+from core.engine.step import TrainStep
 from core.spec.schema import parse_spec
-from tests.core.helpers import spec_document, train
+from tests.core.helpers import TWO_CONV_CNN, channels_last_on_the_cpu, second_conv, spec_document, train
 
 LOSS_RTOL = 1e-4
 WEIGHT_ATOL = 1e-4
@@ -173,6 +178,82 @@ def test_a_compile_error_mid_run_goes_on_eagerly_from_the_same_state(
     expected = eager.model.state_dict()
     for name, tensor in fell_back.model.state_dict().items():
         torch.testing.assert_close(tensor, expected[name], rtol=0.0, atol=WEIGHT_ATOL, msg=name)
+
+
+def test_a_backward_compile_error_redoes_the_step_eagerly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """AOTAutograd compiles the backward at the first ``.backward()``, after the compiled forward
+    ran (batch norm's running statistics updated): a backend whose backward compiler raises. The
+    step is redone eagerly from the state before it, and the run ends as the eager one does, batch
+    norm's statistics (the validation losses) included."""
+    real_compile = torch.compile
+
+    def refuse_backward(graph: torch.fx.GraphModule, inputs: list[torch.Tensor]) -> Any:
+        raise RuntimeError("this backend refuses the backward")
+
+    backend = aot_autograd(
+        fw_compiler=lambda graph, inputs: make_boxed_func(graph.forward), bw_compiler=refuse_backward
+    )
+
+    def compile_with(function: Any, **options: Any) -> Any:
+        return real_compile(function, **{**options, "mode": None, "backend": backend})
+
+    monkeypatch.setattr(torch, "compile", compile_with)
+    data = {"source": {"type": "builtin", "name": "digits"}, "batch_size": 128}
+    with caplog.at_level(logging.WARNING, logger="trainyard.engine"):
+        fell_back = train(document("on", model=CNN, data=data))
+    eager = train(document("off", model=CNN, data=data))
+    summary = fell_back.summary()
+    assert summary["status"] == "succeeded" and summary["step"] == "eager"
+    assert summary["eager_reason"].startswith("torch.compile failed at step 2: ")  # step 1: the diagnostics'
+    assert "refuses the backward" in summary["eager_reason"]
+    assert f"training eagerly from here: {summary['eager_reason']}" in caplog.text
+    for name in ("train_loss", "val_loss"):
+        got, want = fell_back.history.series(name), eager.history.series(name)
+        torch.testing.assert_close(torch.tensor(got), torch.tensor(want), rtol=LOSS_RTOL, atol=0.0, msg=name)
+    expected = eager.model.state_dict()
+    for name, tensor in fell_back.model.state_dict().items():
+        torch.testing.assert_close(tensor, expected[name], rtol=0.0, atol=WEIGHT_ATOL, msg=name)
+
+
+def test_a_cnn_is_put_in_channels_last_before_ddp_wraps_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_experiment converts the weights before ``distributed.wrap`` (DDP lays its gradient buckets
+    out as the parameters are then); converted after, the gradients' strides stop matching them."""
+    channels_last_on_the_cpu(monkeypatch)
+    real_wrap, wrapped = distributed.wrap, []
+
+    def wrap(model: torch.nn.Module, *args: Any) -> torch.nn.Module:
+        wrapped.append(second_conv(model).weight.is_contiguous(memory_format=torch.channels_last))
+        return real_wrap(model, *args)
+
+    monkeypatch.setattr(distributed, "wrap", wrap)
+    result = train(document("off", model=TWO_CONV_CNN, epochs=1))
+    assert result.summary()["status"] == "succeeded"
+    assert wrapped == [True], "the weights were in channels_last when the model was wrapped"
+    assert second_conv(result.model).weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_step_converts_a_cnns_batches_not_its_weights() -> None:
+    """On CUDA (only its device is read: fp32 has no autocast) the step decides that a CNN's batches
+    go in channels_last; the weights are run_experiment's to convert, before any wrapper."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    seen = []
+    model.register_forward_pre_hook(
+        lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    step = TrainStep(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        loss_fn=torch.nn.CrossEntropyLoss(),
+        precision=MixedPrecision.of("fp32", torch.device("cuda")),
+        capture=EAGER,
+    )
+    assert step.channels_last
+    assert model[0].weight.is_contiguous() and not model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    step(torch.randn(4, 3, 5, 5), torch.tensor([0, 1, 0, 1]), observed=False, after_backward=lambda: None)
+    assert seen == [True]
+    assert model[0].weight.is_contiguous(), "the step left the weights' layout as it was"
 
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
