@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from core.engine import capture, step
+from core.engine.events import Callback, State
 from core.engine.run import RunResult, run_experiment
 from core.nn.build import LayerRow
 from core.nn.models import MODELS, build_model
@@ -104,3 +105,14 @@ def resolve_pointer(document: Any, pointer: str) -> Any:
         else:
             raise KeyError(part)
     return node
+
+
+class StopAfter(Callback):
+    """Cancels the run at the end of epoch ``epoch`` (a stopped run, to resume from its checkpoint)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, state: State) -> None:
+        if state.epoch == self.epoch:
+            state.stop("stopped by the test", status="cancelled")

@@ -30,7 +30,7 @@ from core.engine.plan import plan_experiment
 from core.engine.run import run_experiment, train_run
 from core.optim import optimizers
 from core.spec.schema import parse_spec
-from tests.core.helpers import TWO_CONV_CNN, channels_last_on_the_cpu, second_conv
+from tests.core.helpers import TWO_CONV_CNN, StopAfter, channels_last_on_the_cpu, second_conv
 
 SPEC = {
     "seed": 3,
@@ -40,15 +40,6 @@ SPEC = {
     "optimizer": {"type": "adam", "lr": 0.003},
     "diagnostics": {"every_n_steps": 7},
 }
-
-
-class StopAfter(Callback):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch_end(self, state: State) -> None:
-        if state.epoch == self.epoch:
-            state.stop("stopped by the test", status="cancelled")
 
 
 def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) -> None:

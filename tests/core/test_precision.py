@@ -24,18 +24,13 @@ from core.engine.precision import check_precision
 from core.engine.run import run_experiment
 from core.errors import SpecInvalid
 from core.spec.schema import parse_spec
-from tests.core.helpers import spec_document
+from tests.core.helpers import StopAfter, spec_document
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET = {"activations": False, "gradients": False}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class OutputDtypes(Callback):
@@ -112,15 +107,6 @@ def fp16_on_the_cpu(monkeypatch: pytest.MonkeyPatch, init_scale: float = 2.0**16
         return scaler(device, init_scale=init_scale)
 
     monkeypatch.setattr(precision.torch.amp, "GradScaler", scaler_from)
-
-
-class StopAfter(Callback):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch_end(self, state: State) -> None:
-        if state.epoch == self.epoch:
-            state.stop("stopped by the test", status="cancelled")
 
 
 def test_the_grad_scaler_survives_a_checkpoint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 
 import jsonpatch
 import pytest
-import torch
 
 from core.engine.run import RunResult, run_experiment
 from core.insight.series import RunSeries, from_points
@@ -21,13 +20,7 @@ from core.spec.trials import trial_document
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Deterministic, and fast on a 2-core machine shared with other jobs (examples/README.md)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def example(name: str) -> dict[str, Any]:
