@@ -1,6 +1,7 @@
 """Runs a stored run: claims it, trains it with the core engine, writes metrics, status and
 artifacts to the database and the artifact store. Testable without a queue."""
 
+import json
 import logging
 import os
 import socket
@@ -103,7 +104,9 @@ class DatabaseReporter(Callback):
     """Stores metric points, progress and the verdicts so far, and checks for a cancel request,
     in one transaction at most every ``interval_s`` seconds (and at the end), so short epochs cost
     no round trip each. The verdicts read every point of the run (``earlier``: those an earlier
-    attempt stored)."""
+    attempt stored). A resumed attempt first stores what the run folder's metrics file holds
+    through its checkpoint (``metrics_file``): the attempt that died may have checkpointed epochs
+    it had not reported yet."""
 
     def __init__(
         self,
@@ -114,6 +117,7 @@ class DatabaseReporter(Callback):
         interval_s: float,
         lost: threading.Event,
         earlier: list[tuple[int, int, str, float]] | None = None,
+        metrics_file: Path | None = None,
     ) -> None:
         self.sessions, self.run_id, self.interval_s = sessions, run_id, interval_s
         self.held_by, self.lost = held_by, lost
@@ -121,6 +125,17 @@ class DatabaseReporter(Callback):
         self.seen = list(earlier or [])
         self.verdicts: list[dict] | None = None
         self.last = time.monotonic()
+        self.metrics_file = metrics_file
+
+    def on_fit_start(self, state: State) -> None:
+        if state.step == 0 or self.metrics_file is None or not self.metrics_file.is_file():
+            return
+        stored = {(step, name) for step, _, name, _ in self.seen}
+        with self.metrics_file.open() as lines:
+            kept = [json.loads(line) for line in lines]
+        missing = [(p["step"], p["epoch"], p["name"], p["value"]) for p in kept if (p["step"], p["name"]) not in stored]
+        self.points += missing
+        self.seen += missing
 
     def on_metrics(self, state: State) -> None:
         new = [(p.step, p.epoch, p.name, p.value) for p in state.new_points]
@@ -340,6 +355,7 @@ def _attempt(context: WorkerContext, run_id: str, run: _Claimed) -> runs.ClaimOu
                 interval_s=context.report_interval_s,
                 lost=heartbeat.lost,
                 earlier=stored_points(context.sessions, run_id),  # a later attempt's verdicts read the first's points
+                metrics_file=folder / run_folder.METRICS,
             )
             result = train_run(
                 plan,

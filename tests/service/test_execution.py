@@ -4,8 +4,10 @@ to run a run: a k-fold run leaves the same files and checkpoints from the CLI as
 children on the workers."""
 
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -21,7 +23,7 @@ from core.store import parents, runs
 from core.store.models import Artifact, Run, RunKind
 from tests.service.conftest import small_spec
 from tests.service.test_runs import DIVERGING
-from worker.execution import execute_run, worker_context
+from worker.execution import DatabaseReporter, execute_run, worker_context
 
 
 def stored_run(context, spec: dict) -> str:
@@ -143,3 +145,33 @@ def test_the_folds_of_a_kfold_run_share_its_max_runtime_s(tmp_path: Path) -> Non
         assert f"{taken['seconds']:.1f} s of it by the other folds" in fold.failure
         assert fold.summary["epochs"] <= 1
         assert parent.status == "failed" and parent.failure.startswith("fold 2: time limit")
+
+
+def test_a_resumed_attempt_stores_the_checkpointed_epochs_the_dead_one_never_reported(tmp_path: Path) -> None:
+    """The attempt that died checkpointed epoch 2 but had stored only epoch 1 (reports are a few
+    seconds apart): the next attempt starts after epoch 2, so it stores epoch 2 from the run
+    folder's metrics file (kept through the checkpoint), and nothing twice."""
+    metrics = tmp_path / "metrics.jsonl"
+    lines = [{"step": 17 * epoch, "epoch": epoch, "name": "train_loss", "value": 1.0 / epoch} for epoch in (1, 2)]
+    metrics.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    reporter = DatabaseReporter(
+        None,  # type: ignore[arg-type]  # nothing is stored before the first report
+        "run_x",
+        held_by=("w", 2),
+        interval_s=60,
+        lost=threading.Event(),
+        earlier=[(17, 1, "train_loss", 1.0)],
+        metrics_file=metrics,
+    )
+    reporter.on_fit_start(SimpleNamespace(step=34))
+    assert reporter.points == [(34, 2, "train_loss", 0.5)]
+    fresh = DatabaseReporter(
+        None,  # type: ignore[arg-type]
+        "run_y",
+        held_by=("w", 1),
+        interval_s=60,
+        lost=threading.Event(),
+        metrics_file=metrics,
+    )
+    fresh.on_fit_start(SimpleNamespace(step=0))
+    assert fresh.points == []  # a first attempt reports as it trains
