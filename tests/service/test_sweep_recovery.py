@@ -48,6 +48,10 @@ def test_two_workers_train_trials_at_once_and_a_killed_trial_resumes(tmp_path: P
         workers = [start_worker(env), start_worker(env)]
         try:
             with TestClient(create_app(app_settings(env))) as client:
+                deadline = time.monotonic() + 120
+                while client.get("/healthz").json()["workers"] < 2:  # both consume before the first trial is sent
+                    assert time.monotonic() < deadline, "the two workers never both started"
+                    time.sleep(0.1)
                 parent_id = client.post("/v1/runs", json=SWEEP).json()["id"]
                 deadline = time.monotonic() + 180
                 while True:  # a trial well under way: kill its worker
