@@ -32,6 +32,8 @@ def make_celery(settings: Settings) -> Celery:
             "polling_interval": 0.05,
             "control_folder": str(folder / "control"),
         }
+    if options:
+        app.conf.broker_transport = "worker.queue_transport:Transport"  # kombu's, writing each message whole
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
